@@ -1,0 +1,36 @@
+"""Errors raised for bad user input.
+
+Every error a user can cause (a wrong flag, a bad file, an unknown name) is a :class:`DistillerError`.
+The CLI prints its message as one paragraph, without a traceback, and exits non-zero. Messages name
+the offending file or key and say how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class DistillerError(Exception):
+    """Base class of all user-facing errors."""
+
+
+class ConfigError(DistillerError):
+    """A configuration value is wrong: unknown name, bad YAML, invalid argument."""
+
+
+class ScheduleError(ConfigError):
+    """A compression schedule is inconsistent (timing, undefined instances, ...)."""
+
+
+class ModelError(DistillerError):
+    """A model cannot be built or does not match what was asked for."""
+
+
+class DataError(DistillerError):
+    """A dataset is missing or malformed."""
+
+
+class CheckpointError(DistillerError):
+    """A checkpoint cannot be read, is unsafe, or does not fit the model."""
+
+
+class GraphError(DistillerError):
+    """A model graph cannot be built or queried."""
