@@ -1,1 +1,5 @@
-"""scheduler."""
+"""Compression scheduling: the object a training loop calls at six points of every epoch."""
+
+from distiller.scheduler.compression_scheduler import CompressionScheduler, PolicyLoss, LossComponent
+
+__all__ = ["CompressionScheduler", "LossComponent", "PolicyLoss"]

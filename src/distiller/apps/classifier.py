@@ -1,0 +1,249 @@
+"""The image-classifier compression app: wiring of model, data, optimizer, scheduler, checkpoints.
+
+``distiller classify`` and ``examples/classifier_compression/compress_classifier.py`` parse their
+flags into :class:`ClassifierOptions` and call :func:`run_classifier`. The training itself is in
+:mod:`distiller.apps.loops`; this module only decides what runs, in which order, and what is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_epoch
+from distiller.apps.optimizers import build_optimizer
+from distiller.apps.options import ClassifierOptions
+from distiller.apps.performance_tracker import SparsityAccuracyTracker
+from distiller.checkpoint import load_checkpoint, load_lean_checkpoint, save_checkpoint
+from distiller.data import load_data
+from distiller.determinism import derive_seed, seed_everything, set_deterministic
+from distiller.errors import ConfigError
+from distiller.models import create_model, dataset_for_arch
+from distiller.scheduler import CompressionScheduler
+from distiller.thinning import find_zero_conv_layers, resnet_cifar_remove_layers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    """One row of the training history."""
+
+    epoch: int
+    train: TrainResult
+    valid: EvalResult
+    lr: float
+
+
+@dataclass
+class ClassifierResult:
+    """What a run produced: the final test evaluation, the history and the files it saved."""
+
+    test: EvalResult | None
+    history: list[EpochRecord] = field(default_factory=list)
+    saved: list[Path] = field(default_factory=list)
+    best: str | None = None
+
+
+def select_device(opts: ClassifierOptions) -> torch.device:
+    """``--cpu`` or no CUDA → CPU; otherwise the first of ``--gpus`` (single-device training)."""
+    if opts.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if opts.gpus:
+        try:
+            ids = [int(x) for x in opts.gpus.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--gpus expects a comma-separated list of device ids, got {opts.gpus!r}.") from None
+        available = torch.cuda.device_count()
+        bad = [i for i in ids if i >= available]
+        if bad:
+            raise ConfigError(f"--gpus: device id(s) {bad} do not exist; this machine has {available} GPU(s).")
+        if len(ids) > 1:
+            log.warning("Training uses one device (cuda:%d); use torchrun for several GPUs.", ids[0])
+        return torch.device(f"cuda:{ids[0]}")
+    return torch.device("cuda:0")
+
+
+class ClassifierApp:
+    """State of one run; built by :func:`run_classifier`."""
+
+    def __init__(self, opts: ClassifierOptions, run_dir: Path) -> None:
+        self.opts = opts
+        self.run_dir = run_dir
+        self.device = select_device(opts)
+        self.deterministic = opts.deterministic or opts.evaluate
+        self.seed = opts.seed if opts.seed is not None else (0 if self.deterministic else random.randint(1, 100000))
+        if self.deterministic:
+            set_deterministic(True)
+        seed_everything(self.seed)
+        self.dataset = opts.dataset or dataset_for_arch(opts.arch)
+        model_dataset = None if self.dataset == "fake" else self.dataset
+        self.model: nn.Module = create_model(
+            opts.arch,
+            model_dataset,
+            pretrained=opts.pretrained or bool(opts.pretrained_weights),
+            weights_path=opts.pretrained_weights,
+            device=self.device,
+        )
+        self.criterion = nn.CrossEntropyLoss().to(self.device)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = CompressionScheduler(self.model, self.device)
+        self.tracker = SparsityAccuracyTracker(opts.num_best_scores)
+        self.start_epoch = 0
+        self.thinning_plans: list = []
+        self.saved: list[Path] = []
+        self._load_weights()
+        self._check_zero_layers()
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _new_optimizer(self, name: str | None = None) -> torch.optim.Optimizer:
+        o = self.opts
+        return build_optimizer(name or o.optimizer, self.model.parameters(), o.lr, o.momentum, o.weight_decay)
+
+    def _load_weights(self) -> None:
+        o = self.opts
+        if o.resume_from:
+            loaded = load_checkpoint(o.resume_from, self.model, device=self.device)
+            self.thinning_plans = list(loaded.thinning_plans)
+            if loaded.scheduler_state:
+                self.scheduler = CompressionScheduler(self.model, self.device)
+                self.scheduler.load_state_dict(loaded.scheduler_state)
+            if o.reset_optimizer:
+                log.info("Resumed weights from %s; --reset-optimizer: starting at epoch 0", o.resume_from)
+                return
+            self.start_epoch = loaded.start_epoch
+            extras = loaded.extras or {}
+            if o.seed is None and "seed" in extras:
+                self.seed = int(extras["seed"])
+            if "best_scores" in extras:
+                self.tracker.load_state_dict(extras["best_scores"])
+            if loaded.optimizer_state and not o.evaluate:
+                self.optimizer = self._new_optimizer(loaded.optimizer_type or o.optimizer)
+                self.optimizer.load_state_dict(loaded.optimizer_state)
+            log.info("Resumed from %s (epoch %d)", o.resume_from, loaded.epoch)
+        elif o.exp_load_weights_from:
+            load_lean_checkpoint(o.exp_load_weights_from, self.model)
+            self.model.to(self.device)
+            log.info("Loaded weights from %s", o.exp_load_weights_from)
+
+    def _check_zero_layers(self) -> None:
+        zero = find_zero_conv_layers(self.model)
+        if not zero:
+            return
+        if self.opts.remove_zero_layers:
+            removed = resnet_cifar_remove_layers(self.model)
+            log.info("Bypassed %d all-zero layer(s): %s", len(removed), ", ".join(removed))
+        elif hasattr(self.model, "layer_gates"):
+            log.warning(
+                "%d convolution layer(s) have all-zero weights (%s). If the checkpoint was fine-tuned with "
+                "those layers removed, pass --remove-zero-layers to bypass them.",
+                len(zero), ", ".join(zero),
+            )
+
+    def _data(self, test_only: bool):
+        o = self.opts
+        shape = tuple(self.model.input_shape) if self.dataset == "fake" else None
+        return load_data(
+            self.dataset,
+            o.data_dir,
+            batch_size=o.batch_size,
+            workers=o.workers,
+            validation_split=o.validation_split,
+            effective_train_size=o.effective_train_size,
+            effective_valid_size=o.effective_valid_size,
+            effective_test_size=o.effective_test_size,
+            deterministic=self.deterministic,
+            seed=self.seed,
+            input_shape=shape,
+            num_classes=getattr(self.model, "num_classes", None) if shape else None,
+            test_only=test_only,
+        )
+
+    # --- modes ---------------------------------------------------------------------------------
+
+    def test(self, loaders=None) -> EvalResult:
+        loaders = loaders or self._data(test_only=True)
+        num_classes = loaders.num_classes if self.opts.confusion else None
+        return evaluate(
+            self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test"
+        )
+
+    def _save(self, epoch: int, is_best: bool, current: EvalResult, name: str | None = None) -> None:
+        best = self.tracker.best()
+        extras = {
+            "current_top1": current.top1,
+            "current_top5": current.top5,
+            "best_top1": best.top1 if best else current.top1,
+            "best_epoch": best.epoch if best else epoch,
+            "best_scores": self.tracker.state_dict(),
+            "seed": self.seed,
+        }
+        paths = save_checkpoint(
+            self.run_dir,
+            model=self.model,
+            arch=self.opts.arch,
+            dataset=self.dataset,
+            epoch=epoch,
+            optimizer=self.optimizer,
+            scheduler_state=self.scheduler.state_dict(),
+            extras=extras,
+            is_best=is_best,
+            name=name if name is not None else self.opts.name,
+            thinning_plans=self.thinning_plans,
+        )
+        for path in paths:
+            log.info("Saved: %s", path)
+        self.saved.extend(p for p in paths if p not in self.saved)
+
+    def train(self) -> ClassifierResult:
+        o = self.opts
+        if self.start_epoch >= o.epochs:
+            raise ConfigError(
+                f"Nothing to train: the run starts at epoch {self.start_epoch} and --epochs is {o.epochs}. "
+                "Raise --epochs, or pass --reset-optimizer to start over from epoch 0."
+            )
+        if self.optimizer is None:
+            self.optimizer = self._new_optimizer()
+        if o.save_untrained_model:
+            self._save(0, False, EvalResult(0.0, 0.0, 0.0), name="_".join(filter(None, [o.name, "untrained"])))
+        loaders = self._data(test_only=False)
+        history: list[EpochRecord] = []
+        for epoch in range(self.start_epoch, o.epochs):
+            if self.deterministic:
+                seed_everything(derive_seed(self.seed, "epoch", epoch))
+            loaders.set_epoch(epoch)
+            self.scheduler.on_epoch_begin(epoch, self.optimizer)
+            lr = self.optimizer.param_groups[0]["lr"]
+            train = train_one_epoch(
+                self.model, loaders.train, self.criterion, self.optimizer, self.scheduler, epoch,
+                self.device, o.print_freq, o.progress,
+            )
+            valid = evaluate(self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid")
+            log.info(
+                "Epoch %d: train loss %.4f, train top-1 %.3f | valid top-1 %.3f, top-5 %.3f, loss %.4f (%.1fs)",
+                epoch, train.losses["Overall Loss"], train.top1, valid.top1, valid.top5, valid.loss, train.seconds,
+            )
+            self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": valid.loss, "max": valid.top1})
+            self.tracker.step(self.model, epoch, valid.top1, valid.top5)
+            for score in self.tracker.scores:
+                log.info(score.describe())
+            best = self.tracker.best()
+            self._save(epoch, is_best=best is not None and best.epoch == epoch, current=valid)
+            history.append(EpochRecord(epoch, train, valid, lr))
+        test = self.test(loaders)
+        best = self.tracker.best()
+        return ClassifierResult(test, history, list(self.saved), best.describe() if best else None)
+
+
+def run_classifier(opts: ClassifierOptions, run_dir: Path) -> ClassifierResult:
+    """Run the app in the mode the options ask for: evaluate, or train then test."""
+    app = ClassifierApp(opts, run_dir)
+    if opts.evaluate:
+        return ClassifierResult(app.test(), saved=list(app.saved))
+    return app.train()

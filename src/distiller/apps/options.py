@@ -1,0 +1,46 @@
+"""The typed options of the image-classifier app (what the CLI flags parse into)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ClassifierOptions:
+    """Everything ``distiller classify`` can be asked to do; defaults are the original's."""
+
+    arch: str = "resnet18"
+    data_dir: str | None = None
+    dataset: str | None = None
+    workers: int = 4
+    epochs: int = 90
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    print_freq: int = 10
+    verbose: bool = False
+    evaluate: bool = False
+    deterministic: bool = False
+    seed: int | None = None
+    gpus: str | None = None
+    cpu: bool = False
+    name: str | None = None
+    out_dir: str = "logs"
+    validation_split: float = 0.1
+    effective_train_size: float = 1.0
+    effective_valid_size: float = 1.0
+    effective_test_size: float = 1.0
+    confusion: bool = False
+    num_best_scores: int = 1
+    load_serialized: bool = False
+    resume_from: str | None = None
+    exp_load_weights_from: str | None = None
+    pretrained: bool = False
+    pretrained_weights: str | None = None
+    reset_optimizer: bool = False
+    save_untrained_model: bool = False
+    remove_zero_layers: bool = False
+    progress: bool = True
+    config_files: list[str] = field(default_factory=list)

@@ -1,0 +1,62 @@
+"""``distiller classify``: train, evaluate and compress image classifiers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from tabulate import tabulate
+
+from distiller.apps.classifier import ClassifierResult, run_classifier
+from distiller.apps.run_dir import create_run_dir, record_environment
+from distiller.cli.classify_parser import build_classify_parser, options_from_args
+from distiller.cli.console import configure_logging, emit
+
+log = logging.getLogger("distiller.cli")
+
+
+def history_table(result: ClassifierResult) -> str:
+    """Per-epoch results as a table (headers avoid the word ``Top1``: the result line is the last)."""
+    rows = [
+        (r.epoch, f"{r.lr:.5g}", f"{r.train.losses['Overall Loss']:.4f}", f"{r.train.top1:.2f}",
+         f"{r.valid.loss:.4f}", f"{r.valid.top1:.2f}", f"{r.valid.top5:.2f}", f"{r.train.seconds:.1f}")
+        for r in result.history
+    ]
+    headers = ["epoch", "lr", "train loss", "train acc@1", "valid loss", "valid acc@1", "valid acc@5", "time (s)"]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def confusion_table(result: ClassifierResult) -> str:
+    matrix = result.test.confusion
+    rows = [[i, *row.tolist()] for i, row in enumerate(matrix)]
+    return tabulate(rows, headers=["true \\ predicted", *range(matrix.shape[0])], tablefmt="simple")
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    opts = options_from_args(args)
+    run_dir = create_run_dir(opts.out_dir, opts.name)
+    configure_logging(opts.verbose, run_dir / f"{opts.name or run_dir.name}.log")
+    emit(f"Log dir: {run_dir}")
+    record_environment(run_dir, opts.config_files, argv)
+    result = run_classifier(opts, run_dir)
+    if result.history:
+        emit()
+        emit(history_table(result))
+        emit()
+    if result.best:
+        emit(result.best)
+    if result.test is not None:
+        if opts.confusion and result.test.confusion is not None:
+            emit(confusion_table(result))
+        emit(f"Test: {result.test.num_samples} samples")
+        emit(result.test.result_line())
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    parent = build_classify_parser()
+    sub = subparsers.add_parser(
+        "classify", parents=[parent], add_help=False, help="train / evaluate / compress an image classifier",
+        description=parent.description,
+    )
+    sub.set_defaults(handler=run)

@@ -1,0 +1,135 @@
+"""The argument parser of ``distiller classify`` / ``compress_classifier.py``.
+
+Flag spellings, aliases and defaults are the original Distiller's, so existing command lines keep
+working. argparse lives only in ``distiller.cli``; the parsed namespace is turned into a typed
+:class:`~distiller.apps.options.ClassifierOptions` right away.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from distiller.apps.options import ClassifierOptions
+
+
+def _fraction_or_count(text: str) -> float:
+    """``0.1`` is a fraction of the split, ``500`` is a number of samples (DESIGN §7)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction (<= 1.0) or a sample count, got {text!r}") from None
+    if value < 0 or (value > 1 and not value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1] or a whole sample count, got {text!r}")
+    return value
+
+
+def _split_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"the validation split is a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def build_classify_parser(prog: str = "distiller classify") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Distiller image classification model compression")
+    p.add_argument("data", metavar="DATASET_DIR", nargs="?", default=None,
+                   help="path to dataset (not needed for digits, fake, or modes that read no data)")
+    p.add_argument("--arch", "-a", metavar="ARCH", default="resnet18", type=str.lower,
+                   help="model architecture (default: resnet18); `distiller list models` shows them all")
+    p.add_argument("--dataset", default=None,
+                   help="dataset name (default: inferred from the arch name: cifar10, mnist, imagenet, digits)")
+    p.add_argument("-j", "--workers", default=4, type=int, metavar="N",
+                   help="number of data loading workers (default: 4)")
+    p.add_argument("--epochs", type=int, metavar="N", default=90, help="number of total epochs to run (default: 90)")
+    p.add_argument("-b", "--batch-size", default=256, type=int, metavar="N", help="mini-batch size (default: 256)")
+    p.add_argument("--print-freq", "-p", default=10, type=int, metavar="N", help="print frequency (default: 10)")
+    p.add_argument("--verbose", "-v", action="store_true", help="Emit debug log messages")
+    p.add_argument("-e", "--evaluate", action="store_true", help="evaluate model on test set")
+    p.add_argument("--deterministic", "--det", action="store_true",
+                   help="Ensure deterministic execution for re-producible results.")
+    p.add_argument("--seed", type=int, default=None, help="seed the PRNG for CPU, CUDA, numpy, and Python")
+    p.add_argument("--gpus", metavar="DEV_ID", default=None,
+                   help="Comma-separated list of GPU device IDs to be used (default is to use all available devices)")
+    p.add_argument("--cpu", action="store_true", help="Use CPU only (overrides --gpus)")
+    p.add_argument("--name", "-n", metavar="NAME", default=None, help="Experiment name")
+    p.add_argument("--out-dir", "-o", dest="output_dir", default="logs", help="Path to dump logs and checkpoints")
+    p.add_argument("--validation-split", "--valid-size", "--vs", dest="validation_split", type=_split_fraction,
+                   default=0.1, help="Portion of training dataset to set aside for validation")
+    p.add_argument("--effective-train-size", "--etrs", type=_fraction_or_count, default=1.0,
+                   help="Portion (or number of samples) of the training split used in each epoch")
+    p.add_argument("--effective-valid-size", "--evs", type=_fraction_or_count, default=1.0,
+                   help="Portion (or number of samples) of the validation split used in each epoch")
+    p.add_argument("--effective-test-size", "--etes", type=_fraction_or_count, default=1.0,
+                   help="Portion (or number of samples) of the test split used")
+    p.add_argument("--confusion", action="store_true", help="Display the confusion matrix")
+    p.add_argument("--num-best-scores", type=int, default=1,
+                   help="number of best scores to track and report (default: 1)")
+    p.add_argument("--load-serialized", action="store_true",
+                   help="Load a model without DataParallel wrapping it (always the case here; kept for compatibility)")
+    p.add_argument("--save-untrained-model", action="store_true",
+                   help="Save the randomly-initialized model before training (useful for lottery-ticket method)")
+    p.add_argument("--remove-zero-layers", action="store_true",
+                   help="Bypass ResNet-CIFAR convolutions whose weights are all zero (the original's "
+                        "resnet_cifar_remove_layers), as checkpoints fine-tuned after layer removal expect")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="Never show progress bars")
+
+    opt = p.add_argument_group("Optimizer arguments")
+    opt.add_argument("--optimizer", default="sgd", type=str.lower, choices=["sgd", "adam", "adamw"],
+                     help="optimizer (default: sgd, as the original)")
+    opt.add_argument("--lr", "--learning-rate", default=0.1, type=float, metavar="LR", help="initial learning rate")
+    opt.add_argument("--momentum", default=0.9, type=float, metavar="M", help="momentum")
+    opt.add_argument("--weight-decay", "--wd", default=1e-4, type=float, metavar="W",
+                     help="weight decay (default: 1e-4)")
+
+    res = p.add_argument_group("Resuming arguments")
+    load = res.add_mutually_exclusive_group()
+    load.add_argument("--resume-from", dest="resumed_checkpoint_path", default="", metavar="PATH",
+                      help="path to latest checkpoint. Use to resume paused training session.")
+    load.add_argument("--exp-load-weights-from", dest="load_model_path", default="", metavar="PATH",
+                      help="path to checkpoint to load weights from (excluding other fields) (experimental)")
+    res.add_argument("--pretrained", action="store_true", help="use pre-trained model")
+    res.add_argument("--pretrained-weights", metavar="FILE", default=None,
+                     help="use pre-trained weights from a local file (implies --pretrained; works offline)")
+    res.add_argument("--reset-optimizer", action="store_true",
+                     help="Flag to override optimizer if resumed from checkpoint. This will reset epochs count.")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
+    """The typed options of a parsed command line."""
+    return ClassifierOptions(
+        arch=args.arch,
+        data_dir=args.data,
+        dataset=args.dataset,
+        workers=args.workers,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        print_freq=args.print_freq,
+        verbose=args.verbose,
+        evaluate=args.evaluate,
+        deterministic=args.deterministic,
+        seed=args.seed,
+        gpus=args.gpus,
+        cpu=args.cpu,
+        name=args.name,
+        out_dir=args.output_dir,
+        validation_split=args.validation_split,
+        effective_train_size=args.effective_train_size,
+        effective_valid_size=args.effective_valid_size,
+        effective_test_size=args.effective_test_size,
+        confusion=args.confusion,
+        num_best_scores=args.num_best_scores,
+        load_serialized=args.load_serialized,
+        resume_from=args.resumed_checkpoint_path or None,
+        exp_load_weights_from=args.load_model_path or None,
+        pretrained=args.pretrained,
+        pretrained_weights=args.pretrained_weights,
+        reset_optimizer=args.reset_optimizer,
+        save_untrained_model=args.save_untrained_model,
+        remove_zero_layers=args.remove_zero_layers,
+        progress=args.progress,
+    )
