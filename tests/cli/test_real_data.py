@@ -1,0 +1,56 @@
+"""The acceptance runs of the foundation on real data (skipped when ../shared/data is absent).
+
+The original Distiller's checkpoints were trained on the full CIFAR-10 training set, so they are
+evaluated on the 10,000 test images. Expected values are the measured ones of the checkpoints'
+README (`../shared/data/distiller-checkpoints/README.md`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CHECKPOINTS, CIFAR10_DIR, MNIST_DIR, require
+
+pytestmark = pytest.mark.realdata
+
+LEGACY_CASES = [
+    ("checkpoint_trained_dense.pth.tar", (), 91.71),
+    ("checkpoint_trained_channel_regularized_resnet20.pth.tar", (), 91.14),
+    ("checkpoint_trained_channel_regularized_resnet20_finetuned.pth.tar", (), 91.54),
+    ("checkpoint_trained_4D_regularized_5Lremoved.pth.tar", (), 90.72),
+    ("checkpoint_trained_4D_regularized_5Lremoved_finetuned.pth.tar", ("--remove-zero-layers",), 91.12),
+]
+
+
+@pytest.mark.parametrize(("filename", "flags", "expected"), LEGACY_CASES, ids=[c[0].split(".")[0] for c in LEGACY_CASES])
+def test_original_checkpoints_keep_their_accuracy(run_cli, filename, flags, expected):
+    ckpt = require(CHECKPOINTS / filename)
+    data = require(CIFAR10_DIR)
+    run = run_cli("classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", ckpt, *flags, "-j", "0",
+                  "-b", "500", data)
+    assert run.code == 0, run.err
+    top1, _, _ = run.result()
+    assert abs(top1 - expected) <= 0.05, run.out
+    assert "Test: 10000 samples" in run.out
+
+
+def test_zero_layers_warning_suggests_the_flag(run_cli):
+    ckpt = require(CHECKPOINTS / "checkpoint_trained_4D_regularized_5Lremoved_finetuned.pth.tar")
+    run = run_cli("classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", ckpt, "-j", "0",
+                  "--etes", "500", require(CIFAR10_DIR))
+    assert run.code == 0
+    assert "--remove-zero-layers" in run.out and "layer1.0.conv1" in run.out
+
+
+def test_simplenet_mnist_two_epochs(run_cli):
+    run = run_cli("classify", "-a", "simplenet_mnist", "--epochs", "2", "--lr", "0.05", "--deterministic",
+                  "-j", "0", require(MNIST_DIR))
+    assert run.code == 0, run.err
+    assert run.result()[0] >= 98.0
+
+
+def test_inspect_legacy_thinned_checkpoint(run_cli):
+    ckpt = require(CHECKPOINTS / "checkpoint_trained_channel_regularized_resnet20.pth.tar")
+    run = run_cli("inspect", ckpt)
+    assert run.code == 0, run.err
+    assert "resnet20_cifar" in run.out and "layer1.0.conv1.weight" in run.out
