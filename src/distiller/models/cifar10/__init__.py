@@ -1,0 +1,72 @@
+"""CIFAR-10 architectures of the original Distiller (32x32 RGB inputs, 10 classes)."""
+
+from distiller.models.cifar10.plain_cifar import PlainCifar, plain20_cifar, plain20_cifar_nobn
+from distiller.models.cifar10.preresnet_cifar import (
+    PreactResNetCifar,
+    preact_resnet20_cifar,
+    preact_resnet20_cifar_conv_ds,
+    preact_resnet32_cifar,
+    preact_resnet32_cifar_conv_ds,
+    preact_resnet44_cifar,
+    preact_resnet44_cifar_conv_ds,
+    preact_resnet56_cifar,
+    preact_resnet56_cifar_conv_ds,
+    preact_resnet110_cifar,
+    preact_resnet110_cifar_conv_ds,
+)
+from distiller.models.cifar10.resnet_cifar import (
+    ResNetCifar,
+    resnet20_cifar,
+    resnet32_cifar,
+    resnet44_cifar,
+    resnet56_cifar,
+    resnet110_cifar,
+    resnet1202_cifar,
+)
+from distiller.models.cifar10.simplenet_cifar import SimplenetCifar, simplenet_cifar
+from distiller.models.cifar10.vgg_cifar import (
+    VGGCifar,
+    vgg11_bn_cifar,
+    vgg11_cifar,
+    vgg13_bn_cifar,
+    vgg13_cifar,
+    vgg16_bn_cifar,
+    vgg16_cifar,
+    vgg19_bn_cifar,
+    vgg19_cifar,
+)
+
+__all__ = [
+    "PlainCifar",
+    "PreactResNetCifar",
+    "ResNetCifar",
+    "SimplenetCifar",
+    "VGGCifar",
+    "plain20_cifar",
+    "plain20_cifar_nobn",
+    "preact_resnet20_cifar",
+    "preact_resnet20_cifar_conv_ds",
+    "preact_resnet32_cifar",
+    "preact_resnet32_cifar_conv_ds",
+    "preact_resnet44_cifar",
+    "preact_resnet44_cifar_conv_ds",
+    "preact_resnet56_cifar",
+    "preact_resnet56_cifar_conv_ds",
+    "preact_resnet110_cifar",
+    "preact_resnet110_cifar_conv_ds",
+    "resnet20_cifar",
+    "resnet32_cifar",
+    "resnet44_cifar",
+    "resnet56_cifar",
+    "resnet110_cifar",
+    "resnet1202_cifar",
+    "simplenet_cifar",
+    "vgg11_bn_cifar",
+    "vgg11_cifar",
+    "vgg13_bn_cifar",
+    "vgg13_cifar",
+    "vgg16_bn_cifar",
+    "vgg16_cifar",
+    "vgg19_bn_cifar",
+    "vgg19_cifar",
+]

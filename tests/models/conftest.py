@@ -1,0 +1,26 @@
+"""Fixtures for model-zoo tests: paths to the shared real data (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CHECKPOINTS = SHARED_DATA / "distiller-checkpoints"
+
+
+@pytest.fixture
+def checkpoints_dir() -> Path:
+    if not CHECKPOINTS.is_dir():
+        pytest.skip(f"original Distiller checkpoints not found at {CHECKPOINTS} (../shared/data is absent)")
+    return CHECKPOINTS
+
+
+@pytest.fixture
+def cifar10_dir() -> Path:
+    folder = SHARED_DATA / "cifar10"
+    if not (folder / "test_order.csv").is_file():
+        pytest.skip(f"CIFAR-10 test images not found at {folder} (../shared/data is absent)")
+    return folder
