@@ -32,15 +32,15 @@ def find_zero_conv_layers(model: nn.Module) -> list[str]:
 def resnet_cifar_remove_layers(model: nn.Module) -> list[str]:
     """Turn off the layer gate of every all-zero block convolution of a ResNet-CIFAR model.
 
-    Convolutions outside the residual blocks (the stem, the shortcuts) have no gate and are left
-    alone. Returns the names of the convolutions now bypassed.
+    Convolutions outside the residual blocks (the stem, the shortcuts) have no gate, and those of a
+    block that changes resolution or width (it has a ``downsample`` shortcut) cannot be bypassed:
+    both are left alone. Returns the names of the convolutions now bypassed.
 
     Raises:
         ModelError: the model (or the model wrapped by DataParallel/DDP) has no ``layer_gates``.
     """
-    gates = getattr(model, "layer_gates", None)
-    if gates is None:
-        gates = getattr(getattr(model, "module", None), "layer_gates", None)
+    net = model if hasattr(model, "layer_gates") else getattr(model, "module", model)
+    gates = getattr(net, "layer_gates", None)
     if gates is None:
         raise ModelError(
             f"{type(model).__name__} has no layer gates: removing layers works only for ResNet-CIFAR "
@@ -52,6 +52,8 @@ def resnet_cifar_remove_layers(model: nn.Module) -> list[str]:
         if match is None:
             continue
         stage, block, conv = (int(g) for g in match.groups())
+        if getattr(net.get_submodule(f"layer{stage}.{block}"), "downsample", None) is not None:
+            continue
         try:
             gates[stage - 1][block][conv - 1] = False
         except IndexError:
