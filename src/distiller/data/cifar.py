@@ -15,6 +15,7 @@ training, normalization with mean 0.5 / std 0.5 for both.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,15 @@ def _from_batches(root: Path, train: bool, download: bool) -> tuple[torch.Tensor
     return images, torch.tensor(dataset.targets, dtype=torch.long), list(dataset.classes)
 
 
+@lru_cache(maxsize=2)
+def _cached_batches(root: str, train: bool, stamp: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Read once per process: the loader builds the train split twice (train and eval transforms).
+
+    ``stamp`` (the folder's modification time) keys the cache, so replaced files are read again.
+    """
+    return _from_batches(Path(root), train, download=False)
+
+
 def _from_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     arrays = load_image_folder(folder, channels=3)
     if tuple(arrays.images.shape[1:]) != (3, 32, 32):
@@ -73,7 +83,7 @@ def _load_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, li
         root = root.parent
     if (root / BATCHES).is_dir():
         try:
-            return _from_batches(root, train, download=False)
+            return _cached_batches(str(root.resolve()), train, (root / BATCHES).stat().st_mtime_ns)
         except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
             raise DataError(f"CIFAR-10 batches in {root / BATCHES} are incomplete or corrupted: {err}") from err
     split = "train" if train else "test"
@@ -109,6 +119,7 @@ CIFAR10_SPEC = DatasetSpec(
     input_shape=(3, 32, 32),
     num_classes=10,
     needs_dir=True,
+    downloadable=True,
     builder=build_cifar10,
     layout=f"{BATCHES}/ (torchvision's python batches) or train/ and test/ folders of per-class images",
 )

@@ -9,6 +9,8 @@ folders, so subsets such as Imagenette work unchanged.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,7 @@ from distiller.data.transforms import normalized
 from distiller.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
     from torchvision.transforms import v2
 
 MEAN = (0.485, 0.456, 0.406)
@@ -35,19 +38,30 @@ def imagenet_transform(kind: str, crop: int = 224) -> v2.Compose:
     return normalized(MEAN, STD, augment)
 
 
-def _folder(root: Path, split: str, transform: v2.Compose):
+@lru_cache(maxsize=4)
+def _scanned(path: str, stamp: int) -> ImageFolder:
+    """Scan a split folder once per process: scanning ImageNet's 1.28M files takes many seconds, and
+    the loader builds the train split twice (train and eval transforms). ``stamp`` (the folder's
+    modification time) keys the cache, so added or removed class folders are scanned again.
+    """
     from torchvision.datasets import ImageFolder
 
+    try:
+        return ImageFolder(path)
+    except (FileNotFoundError, OSError) as err:
+        raise DataError(f"Cannot read ImageNet split {path}: {err}") from err
+
+
+def _folder(root: Path, split: str, transform: v2.Compose) -> ImageFolder:
     path = root / split
     if not path.is_dir():
         raise DataError(
             f"ImageNet folder {root} has no {split}/ sub-folder: expected {root}/train/<class>/<images> "
             f"and {root}/val/<class>/<images>."
         )
-    try:
-        return ImageFolder(str(path), transform=transform)
-    except (FileNotFoundError, OSError) as err:
-        raise DataError(f"Cannot read ImageNet split {path}: {err}") from err
+    dataset = copy.copy(_scanned(str(path.resolve()), path.stat().st_mtime_ns))  # shares the sample list
+    dataset.transform = transform
+    return dataset
 
 
 def build_imagenet(request: DatasetRequest):

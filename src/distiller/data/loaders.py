@@ -133,10 +133,10 @@ def _data_dir(spec: DatasetSpec, data_dir: str | Path | None) -> Path | None:
         return None
     path = Path(data_dir).expanduser()
     if spec.needs_dir and not path.exists():
+        download = " or create it empty to have the dataset downloaded into it" if spec.downloadable else ""
         raise DataError(
             f"Dataset folder {path} does not exist (dataset {spec.name!r}, expected "
-            f"{spec.layout or 'its files'}). Fix the DATASET_DIR path, or create the folder empty to let "
-            "torchvision download the dataset into it where it can."
+            f"{spec.layout or 'its files'}). Fix the DATASET_DIR path{download}."
         )
     if spec.needs_dir and not path.is_dir():
         raise DataError(f"Dataset path {path} is not a folder (dataset {spec.name!r}).")
@@ -200,7 +200,8 @@ def load_data(
         validation_split: fraction of the training split held out for validation, fixed by ``seed``.
         effective_train_size: fraction (<= 1.0) or count (> 1) of training samples per epoch,
             redrawn every epoch.
-        effective_valid_size: fraction or count of the validation samples, drawn once.
+        effective_valid_size: fraction or count of the validation samples, drawn once (unused when
+            ``validation_split`` is 0: validation is then the test loader).
         effective_test_size: fraction or count of the test samples, drawn once.
         deterministic: also seed loader workers (torch from a per-epoch generator, NumPy and
             ``random`` through :func:`seed_worker`), so augmentations in workers are reproducible.
@@ -208,6 +209,9 @@ def load_data(
         input_shape: another (C, H, W) for datasets that support it (``fake``, ``imagenet`` crops).
         num_classes: another class count for datasets that support it (``fake``).
         test_only: build only the test loader.
+
+    Returns:
+        The loaders; call :meth:`DataLoaders.set_epoch` at the start of every epoch.
 
     Raises:
         ConfigError: unknown dataset name or invalid argument.

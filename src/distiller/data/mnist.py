@@ -77,6 +77,7 @@ MNIST_SPEC = DatasetSpec(
     input_shape=(1, 28, 28),
     num_classes=10,
     needs_dir=True,
+    downloadable=True,
     builder=_builder("MNIST", MNIST_MEAN, MNIST_STD),
     layout="MNIST/raw/ with torchvision's four idx files",
 )
@@ -85,6 +86,7 @@ FASHION_MNIST_SPEC = DatasetSpec(
     input_shape=(1, 28, 28),
     num_classes=10,
     needs_dir=True,
+    downloadable=True,
     builder=_builder("FashionMNIST", FASHION_MEAN, FASHION_STD),
     layout="FashionMNIST/raw/ with torchvision's four idx files",
 )

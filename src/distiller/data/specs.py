@@ -68,6 +68,7 @@ class DatasetSpec:
         shape_configurable: the caller may ask for another ``input_shape`` (e.g. crop size).
         classes_configurable: the class count may differ from ``num_classes`` (caller's choice, or
             the number of class folders found).
+        downloadable: the builder downloads the data into an existing, empty ``DATASET_DIR``.
     """
 
     name: str
@@ -78,6 +79,7 @@ class DatasetSpec:
     layout: str = ""
     shape_configurable: bool = False
     classes_configurable: bool = False
+    downloadable: bool = False
 
     def resolve(self, input_shape: tuple[int, ...] | None, num_classes: int | None) -> tuple[InputShape, int]:
         """The shape and class count to build with; rejects overrides the dataset cannot honour."""
