@@ -9,6 +9,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CHECKPOINTS = SHARED_DATA / "distiller-checkpoints"
+ORIGINAL_SAMPLES = REPO_ROOT.parent / "shared" / "reference" / "original-samples"
 
 
 @pytest.fixture
@@ -24,3 +25,10 @@ def cifar10_dir() -> Path:
     if not (folder / "test_order.csv").is_file():
         pytest.skip(f"CIFAR-10 test images not found at {folder} (../shared/data is absent)")
     return folder
+
+
+@pytest.fixture
+def original_samples_dir() -> Path:
+    if not ORIGINAL_SAMPLES.is_dir():
+        pytest.skip(f"samples of the original's files not found at {ORIGINAL_SAMPLES} (../shared is absent)")
+    return ORIGINAL_SAMPLES

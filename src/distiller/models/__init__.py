@@ -8,8 +8,11 @@ has no model of that name (``resnet18`` is Distiller's variant, ``torchvision.re
 torchvision's).
 """
 
-from distiller.models import cifar10 as cifar10
+# Distiller's families register themselves on import; torchvision's go last so that a Distiller
+# model keeps the plain name when both define it.
+from distiller.models import cifar10, digits, imagenet, mnist
 from distiller.models.create import create_model
+from distiller.models.torchvision_models import register_torchvision_models
 from distiller.models.zoo import (
     DATASET_INFO,
     MODELS,
@@ -19,12 +22,18 @@ from distiller.models.zoo import (
     register_model,
 )
 
+register_torchvision_models()
+
 __all__ = [
     "DATASET_INFO",
     "MODELS",
     "ModelEntry",
+    "cifar10",
     "create_model",
     "dataset_for_arch",
+    "digits",
+    "imagenet",
     "list_models",
+    "mnist",
     "register_model",
 ]

@@ -53,7 +53,10 @@ def download_guard(arch: str):
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             yield
     except (OSError, RuntimeError, EOFError) as e:
-        raise ModelError(f"Could not download pretrained weights for {arch}: {e}. {_OFFLINE_HINT}.") from e
+        reason = getattr(e, "reason", None) or e  # URLError wraps the socket error in .reason
+        raise ModelError(
+            f"Model {arch!r}: could not download pretrained weights for {arch}: {reason}. {_OFFLINE_HINT}."
+        ) from e
 
 
 def download_state_dict(arch: str, pretrained_name: str) -> dict[str, torch.Tensor]:

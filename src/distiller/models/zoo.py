@@ -71,7 +71,8 @@ def check_dataset(dataset: str) -> str:
     return key
 
 
-def _add(entry: ModelEntry, replace: bool = False) -> ModelEntry:
+def register_entry(entry: ModelEntry, replace: bool = False) -> ModelEntry:
+    """Add a complete :class:`ModelEntry` to :data:`MODELS` (after checking its dataset)."""
     check_dataset(entry.dataset)
     MODELS.register(entry.name, entry, replace=replace)
     return entry
@@ -105,7 +106,7 @@ def register_model(
     """
 
     def add(fn: Builder) -> Builder:
-        _add(ModelEntry(name, fn, dataset.lower(), "user", pretrained_name), replace=replace)
+        register_entry(ModelEntry(name, fn, dataset.lower(), "user", pretrained_name), replace=replace)
         return fn
 
     return add(builder) if builder is not None else add
@@ -115,7 +116,7 @@ def builtin_model(name: str, dataset: str, pretrained_name: str | None = None) -
     """Decorator that registers one of Distiller's own architectures (not for users)."""
 
     def add(fn: Builder) -> Builder:
-        _add(ModelEntry(name, fn, dataset, "distiller", pretrained_name))
+        register_entry(ModelEntry(name, fn, dataset, "distiller", pretrained_name))
         return fn
 
     return add
