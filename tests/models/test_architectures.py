@@ -51,10 +51,16 @@ def _params(names: list[str]) -> list:
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
 
 
+# Untrained and in eval mode (BN with unit running variance), 600 residual blocks overflow float32;
+# batch statistics keep the activations bounded, as in the first training step.
+OVERFLOWS_IN_EVAL_AT_INIT = {"resnet1202_cifar"}
+
+
 @pytest.mark.parametrize("arch", _params(DISTILLER_ARCHS))
 def test_builds_and_runs(arch: str) -> None:
     torch.manual_seed(0)
     model = create_model(arch).eval()
+    model.train(arch in OVERFLOWS_IN_EVAL_AT_INIT)
     entry = MODELS.get(arch)
     assert (model.arch, model.dataset, model.input_shape, model.num_classes) == (
         arch,

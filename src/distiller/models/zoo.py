@@ -85,7 +85,7 @@ def register_model(
     *,
     pretrained_name: str | None = None,
     replace: bool = False,
-):
+) -> Builder | Callable[[Builder], Builder]:
     """Register a user architecture under ``name`` so that ``create_model`` and ``--arch`` can build it.
 
     Use it directly, ``register_model("mynet", "cifar10", build_mynet)``, or as a decorator on a
