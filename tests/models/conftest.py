@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CHECKPOINTS = SHARED_DATA / "distiller-checkpoints"
 ORIGINAL_SAMPLES = REPO_ROOT.parent / "shared" / "reference" / "original-samples"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread() -> Iterator[None]:
+    """Run model tests on one intra-op thread.
+
+    They push batches of two samples through small networks, where a thread pool costs more than it
+    saves, and on a busy machine oversubscribed OpenMP threads spin against each other (measured on
+    2 cores under load: 75 s with two threads, 25 s with one). Restored after each module.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -193,16 +193,7 @@ def _digits() -> tuple[torch.Tensor, ...]:
     return x[~test], y[~test], x[test], y[test]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one thread than with thread-pool overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_simplenet_digits_learns_digits_in_seconds(one_thread: None) -> None:
+def test_simplenet_digits_learns_digits_in_seconds() -> None:
     x_train, y_train, x_test, y_test = _digits()
     torch.manual_seed(0)
     model = create_model("simplenet_digits")
