@@ -99,6 +99,26 @@ def test_synthetic_legacy_file_is_imported_safely(tmp_path):
     assert optimizer.state[model.conv1.weight]["momentum_buffer"].shape == (3, 3, 3, 3)
 
 
+def test_recipe_stand_in_has_the_dotted_name_the_unpickler_looks_up(tmp_path):
+    path = tmp_path / "legacy.pth.tar"
+    write_legacy_file(path)
+    assert f"{ThinningRecipe.__module__}.{ThinningRecipe.__qualname__}" == "distiller.thinning.ThinningRecipe"
+    with torch.serialization.safe_globals([ThinningRecipe, torch.optim.SGD]):  # the class form, not (obj, name)
+        raw = torch.load(path, weights_only=True)
+    assert type(raw["thinning_recipes"][0]) is ThinningRecipe
+
+
+def test_other_old_checkpoint_layouts_are_imported(tmp_path):
+    model = nn.Linear(2, 2)
+    path = tmp_path / "imagenet_example.pth.tar"
+    torch.save({"epoch": 3, "arch": "linear", "state_dict": model.state_dict(), "best_acc1": 1.0}, path)
+    ckpt = read_checkpoint(path)
+    assert ckpt["format"] == "distiller-legacy" and ckpt["epoch"] == 3
+    torch.save({"state_dict": [1, 2]}, path)
+    with pytest.raises(CheckpointError, match="not a dict of tensors"):
+        read_checkpoint(path)
+
+
 def test_unknown_legacy_class_is_still_refused(tmp_path):
     path = tmp_path / "quantized.pth.tar"
     torch.save({"state_dict": {}, "arch": "x", "quantizer_metadata": {"type": nn.Conv2d}}, path,

@@ -5,8 +5,9 @@ are atomic. See :mod:`distiller.checkpoint.save` for the format.
 """
 
 from distiller.checkpoint.describe import checkpoint_summary, describe_checkpoint
-from distiller.checkpoint.load import LoadedCheckpoint, load_checkpoint, load_lean_checkpoint, read_checkpoint
+from distiller.checkpoint.load import LoadedCheckpoint, load_checkpoint, load_lean_checkpoint
 from distiller.checkpoint.names import normalize_module_name, normalize_param_name
+from distiller.checkpoint.read import read_checkpoint
 from distiller.checkpoint.save import FORMAT, build_checkpoint, checkpoint_paths, save_checkpoint
 
 __all__ = [

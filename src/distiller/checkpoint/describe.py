@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from distiller.checkpoint.load import read_checkpoint
+from distiller.checkpoint.read import read_checkpoint
 from distiller.thinning.plan import ThinningPlan
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from distiller.errors import CheckpointError
 from distiller.naming import normalize_module_name
 from distiller.thinning.legacy import LEGACY_RECIPE_PATH, ThinningRecipe
 from distiller.thinning.plan import ThinningPlan
@@ -53,8 +54,12 @@ LEGACY_SAFE_GLOBALS: list[tuple[Any, str]] = [(ThinningRecipe, LEGACY_RECIPE_PAT
 
 
 def is_legacy(raw: Mapping[str, Any]) -> bool:
-    """True for a dict written by the original Distiller (no ``format`` key, but its keys)."""
-    return "format" not in raw and "state_dict" in raw and ("arch" in raw or "compression_sched" in raw)
+    """True for a dict without ``format`` but with a ``state_dict``: the original Distiller's layout.
+
+    Checkpoints of other older tools (e.g. PyTorch's ImageNet example: ``epoch``, ``arch``,
+    ``state_dict``, ``optimizer``) share that layout and are imported the same way.
+    """
+    return "format" not in raw and "state_dict" in raw
 
 
 def class_name(value: Any) -> str | None:
@@ -93,6 +98,8 @@ def convert_legacy(raw: Mapping[str, Any]) -> dict[str, Any]:
     optimizer_state = raw.get("optimizer_state_dict", raw.get("optimizer"))
     optimizer_type = class_name(raw.get("optimizer_type")) or guess_optimizer_type(optimizer_state)
     recipes = raw.get("thinning_recipes") or []
+    if not isinstance(raw["state_dict"], Mapping):
+        raise CheckpointError(f"its 'state_dict' is a {type(raw['state_dict']).__name__}, not a dict of tensors.")
     return {
         "format": LEGACY_FORMAT,
         "state_dict": {normalize_module_name(k): v for k, v in raw["state_dict"].items()},

@@ -46,6 +46,10 @@ class TensorSlice:
     reshape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "keep", _int_tuple(self.keep))  # accept lists and index tensors
+        for name in ("view", "reshape"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _int_tuple(getattr(self, name)))
         if not self.keep:
             raise ConfigError(f"A thinning slice of {self.tensor!r} must keep at least one index.")
         if min(self.keep) < 0 or len(set(self.keep)) != len(self.keep):
@@ -85,14 +89,7 @@ class TensorSlice:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TensorSlice:
         try:
-            view, reshape = data.get("view"), data.get("reshape")
-            return cls(
-                tensor=str(data["tensor"]),
-                dim=int(data["dim"]),
-                keep=_int_tuple(data["keep"]),
-                view=None if view is None else _int_tuple(view),
-                reshape=None if reshape is None else _int_tuple(reshape),
-            )
+            return cls(str(data["tensor"]), int(data["dim"]), data["keep"], data.get("view"), data.get("reshape"))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"Malformed thinning slice {dict(data)!r}: {e!r}") from None
 
@@ -126,15 +123,7 @@ class ThinningPlan:
         reshape: Sequence[int] | None = None,
     ) -> ThinningPlan:
         """Append a slice; returns the plan, so calls chain."""
-        self.slices.append(
-            TensorSlice(
-                normalize_module_name(tensor),
-                int(dim),
-                _int_tuple(keep),
-                None if view is None else _int_tuple(view),
-                None if reshape is None else _int_tuple(reshape),
-            )
-        )
+        self.slices.append(TensorSlice(normalize_module_name(tensor), int(dim), keep, view, reshape))
         return self
 
     def __len__(self) -> int:
