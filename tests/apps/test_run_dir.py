@@ -23,4 +23,4 @@ def test_environment_is_recorded_with_configs(tmp_path):
 def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "epoch", 1) == derive_seed(0, "epoch", 1)
     assert len({derive_seed(s, "epoch", e) for s in range(3) for e in range(10)}) == 30
-    assert 0 <= derive_seed(123, "x") < 2**32
+    assert 0 <= derive_seed(123, "x") < 2**63

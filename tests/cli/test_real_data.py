@@ -22,7 +22,9 @@ LEGACY_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("filename", "flags", "expected"), LEGACY_CASES, ids=[c[0].split(".")[0] for c in LEGACY_CASES])
+@pytest.mark.parametrize(
+    ("filename", "flags", "expected"), LEGACY_CASES, ids=[c[0].split(".")[0] for c in LEGACY_CASES]
+)
 def test_original_checkpoints_keep_their_accuracy(run_cli, filename, flags, expected):
     ckpt = require(CHECKPOINTS / filename)
     data = require(CIFAR10_DIR)

@@ -8,23 +8,14 @@ and the epoch number (as in ``DistributedSampler``): resuming at epoch k and cal
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
 
+from distiller.determinism import derive_seed
+
 IndexLike = Sequence[int] | torch.Tensor
-
-
-def derive_seed(seed: int, *keys: int | str) -> int:
-    """A 63-bit seed depending only on ``seed`` and ``keys``, stable across processes and versions.
-
-    Hashing (rather than ``seed + epoch``) keeps streams independent: (seed=1, epoch=0) and
-    (seed=0, epoch=1) do not collide, nor does the validation split with epoch 0's shuffle.
-    """
-    text = ":".join(str(k) for k in (seed, *keys))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def seeded_generator(seed: int, *keys: int | str) -> torch.Generator:
