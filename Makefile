@@ -28,7 +28,7 @@ test-full: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) logs .pytest_cache .ruff_cache build *.egg-info src/*.egg-info
