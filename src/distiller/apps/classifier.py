@@ -198,7 +198,7 @@ class ClassifierApp:
             thinning_plans=self.thinning_plans,
         )
         for path in paths:
-            log.info("Saved: %s", path)
+            log.debug("Saved: %s", path)
         self.saved.extend(p for p in paths if p not in self.saved)
 
     def train(self) -> ClassifierResult:

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     emit(f"Log dir: {run_dir}")
     record_environment(run_dir, opts.config_files, argv)
     result = run_classifier(opts, run_dir)
+    for path in result.saved:
+        emit(f"Saved: {path}")
     if result.history:
         emit()
         emit(history_table(result))

@@ -40,6 +40,9 @@ def run_guarded(handler, args: argparse.Namespace, argv: list[str], debug: bool)
     except KeyboardInterrupt:
         print("distiller: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def main(argv: list[str] | None = None) -> int:
