@@ -56,3 +56,22 @@ def test_inspect_legacy_thinned_checkpoint(run_cli):
     run = run_cli("inspect", ckpt)
     assert run.code == 0, run.err
     assert "resnet20_cifar" in run.out and "layer1.0.conv1.weight" in run.out
+
+
+def test_thinned_original_checkpoint_trains_and_round_trips(run_cli, tmp_path):
+    """A thinned legacy checkpoint resumes, trains, and is saved in our format with its thinning plans."""
+    ckpt = require(CHECKPOINTS / "checkpoint_trained_channel_regularized_resnet20_finetuned.pth.tar")
+    data = require(CIFAR10_DIR)
+    train = run_cli("classify", "-a", "resnet20_cifar", "--resume-from", ckpt, "--reset-optimizer", "--epochs", "1",
+                    "--lr", "0.0", "--etrs", "64", "--evs", "64", "--etes", "1000", "-j", "0", "-b", "64", data,
+                    out_dir=tmp_path / "train")
+    assert train.code == 0, train.err
+    saved = train.log_dir() / "checkpoint.pth.tar"
+    again = run_cli("classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", saved, "--etes", "1000",
+                    "-j", "0", data)
+    assert again.code == 0, again.err
+    assert again.result() == train.result()
+    import torch
+
+    plans = torch.load(saved, weights_only=True)["thinning_plans"]
+    assert plans and torch.load(saved, weights_only=True)["state_dict"]["layer1.0.conv1.weight"].shape[0] == 11

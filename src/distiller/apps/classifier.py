@@ -95,7 +95,6 @@ class ClassifierApp:
         self.scheduler = CompressionScheduler(self.model, self.device)
         self.tracker = SparsityAccuracyTracker(opts.num_best_scores)
         self.start_epoch = 0
-        self.thinning_plans: list = []
         self.saved: list[Path] = []
         self._load_weights()
         self._check_zero_layers()
@@ -110,7 +109,6 @@ class ClassifierApp:
         o = self.opts
         if o.resume_from:
             loaded = load_checkpoint(o.resume_from, self.model, device=self.device)
-            self.thinning_plans = list(loaded.thinning_plans)
             if loaded.scheduler_state:
                 self.scheduler = CompressionScheduler(self.model, self.device)
                 self.scheduler.load_state_dict(loaded.scheduler_state)
@@ -195,7 +193,6 @@ class ClassifierApp:
             extras=extras,
             is_best=is_best,
             name=name if name is not None else self.opts.name,
-            thinning_plans=self.thinning_plans,
         )
         for path in paths:
             log.debug("Saved: %s", path)
