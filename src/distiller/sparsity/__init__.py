@@ -33,6 +33,19 @@ from distiller.sparsity.granularity import (
     granularity_from_name,
 )
 from distiller.sparsity.masks import Masker, MaskSet
+from distiller.sparsity.metrics import (
+    density,
+    model_numel,
+    model_params_stats,
+    model_sparsity,
+    sparsity,
+    sparsity_2D,
+    sparsity_3D,
+    sparsity_blocks,
+    sparsity_ch,
+    sparsity_cols,
+    sparsity_rows,
+)
 
 __all__ = [
     "Masker",
@@ -57,4 +70,15 @@ __all__ = [
     "structure_threshold_binary_map",
     "structure_threshold_mask",
     "nm_mask",
+    "density",
+    "sparsity",
+    "sparsity_3D",
+    "sparsity_2D",
+    "sparsity_ch",
+    "sparsity_rows",
+    "sparsity_cols",
+    "sparsity_blocks",
+    "model_sparsity",
+    "model_params_stats",
+    "model_numel",
 ]
