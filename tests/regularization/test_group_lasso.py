@@ -232,3 +232,8 @@ def test_regime_must_be_strength_and_group(net, regime):
 def test_unknown_threshold_criteria_suggests(net):
     with pytest.raises(ConfigError, match="'Mean_Abs'"):
         GroupLassoRegularizer("gl", net, {"conv.weight": [0.1, "Filters"]}, threshold_criteria="Mean_abs")
+
+
+def test_threshold_criteria_must_be_a_name(net):
+    with pytest.raises(ConfigError, match="threshold_criteria"):
+        GroupLassoRegularizer("gl", net, {"conv.weight": [0.1, "Filters"]}, threshold_criteria=["Max"])

@@ -15,7 +15,7 @@ from distiller.regularization.drop_filter import (
     replace_conv2d,
     restore_conv2d,
 )
-from distiller.regularization.group_lasso import THRESHOLD_CRITERIA, GroupLassoRegularizer, GroupVarianceRegularizer
+from distiller.regularization.group_lasso import GroupLassoRegularizer, GroupVarianceRegularizer
 from distiller.regularization.groups import GROUP_TYPES
 from distiller.regularization.l1 import L1Regularizer
 
@@ -23,7 +23,6 @@ __all__ = [
     "EPSILON",
     "GROUP_TYPES",
     "REGULARIZERS",
-    "THRESHOLD_CRITERIA",
     "Conv2dWithMask",
     "DropFilterRegularizer",
     "GroupLassoRegularizer",

@@ -126,7 +126,7 @@ class Regularizer:
     def regime(self, param_name: str) -> Any | None:
         """The parsed regime of ``param_name`` (either spelling), or ``None`` if it is not regularized."""
         regime = self.reg_regims.get(param_name)
-        if regime is None:
+        if regime is None and "module" in param_name:
             regime = self.reg_regims.get(normalize_module_name(param_name))
         return regime
 

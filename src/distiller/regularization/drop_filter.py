@@ -224,9 +224,10 @@ class DropFilterRegularizer(Regularizer):
             raise ConfigError(f"{where}: min_scale must be a number in (0, 1], got {min_scale!r}.")
         self.frequency = frequency
         self.min_scale = float(min_scale)
-        self._modules = _modules_by_canonical_name(model)
+        self._modules_by_name = _modules_by_canonical_name(model)
         if reg_regims is None:
-            reg_regims = {f"{n}.weight": self.drop_prob for n, (_, m) in self._modules.items() if n and _is_conv(m)}
+            convs = [n for n, (_, m) in self._modules_by_name.items() if n and _is_conv(m)]
+            reg_regims = {f"{n}.weight": self.drop_prob for n in convs}
             if not reg_regims:
                 raise ConfigError(f"{where}: the model has no nn.Conv2d module to drop filters from.")
         elif not isinstance(reg_regims, Mapping):
@@ -237,6 +238,7 @@ class DropFilterRegularizer(Regularizer):
                 )
             reg_regims = {n: self.drop_prob for n in reg_regims}
         super().__init__(name, model, reg_regims, threshold_criteria)
+        del self._modules_by_name  # only needed to validate names; the wrapping below replaces modules
         for param_name, prob in self.reg_regims.items():
             replace_conv2d(
                 model, [param_name.rpartition(".")[0]], drop_prob=prob, frequency=frequency, min_scale=self.min_scale
@@ -244,7 +246,7 @@ class DropFilterRegularizer(Regularizer):
 
     def parse_regime(self, param_name: str, value: Any, param: torch.Tensor) -> float:
         module_name, _, attr = param_name.rpartition(".")
-        module = self._modules.get(module_name, (None, None))[1]
+        module = self._modules_by_name.get(module_name, (None, None))[1]
         if attr != "weight" or not _is_conv(module):
             raise ConfigError(
                 f"{self._where(param_name)}: DropFilter drops filters of nn.Conv2d layers; {param_name!r} is not "

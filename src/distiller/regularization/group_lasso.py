@@ -21,26 +21,22 @@ import torch
 from torch import nn
 
 from distiller.errors import ConfigError
-from distiller.registry import did_you_mean
 from distiller.regularization.base import EPSILON, Regularizer, register_regularizer
 from distiller.regularization.groups import GroupRegime, group_lasso_penalty, group_norms, parse_group_regime
-from distiller.sparsity.criteria import structure_threshold_mask
+from distiller.sparsity.thresholding import group_threshold_mask, threshold_criteria_norm
 
-__all__ = ["GroupLassoRegularizer", "GroupVarianceRegularizer", "THRESHOLD_CRITERIA"]
-
-THRESHOLD_CRITERIA: dict[str, dict[str, Any]] = {
-    "Max": {"p": "max", "length_normalized": False},
-    "Mean_Abs": {"p": 1, "length_normalized": True},
-}
-"""``threshold_criteria`` -> how a structure's magnitude is measured before comparing with the strength."""
+__all__ = ["GroupLassoRegularizer", "GroupVarianceRegularizer"]
 
 
 def _check_criteria(criteria: str | None, where: str) -> None:
-    if criteria is not None and criteria not in THRESHOLD_CRITERIA:
-        raise ConfigError(
-            f"{where}: unknown threshold_criteria {criteria!r}.{did_you_mean(str(criteria), list(THRESHOLD_CRITERIA))} "
-            f"Use {', '.join(THRESHOLD_CRITERIA)}, or omit it to never threshold."
-        )
+    if criteria is None:
+        return
+    if not isinstance(criteria, str):
+        raise ConfigError(f"{where}: threshold_criteria must be a name such as 'Mean_Abs' or 'Max', got {criteria!r}.")
+    try:
+        threshold_criteria_norm(criteria)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err} Omit threshold_criteria to never threshold.") from None
 
 
 @register_regularizer()
@@ -56,9 +52,11 @@ class GroupLassoRegularizer(Regularizer):
         model: the model.
         reg_regims: ``{parameter name: [strength, group_type]}``.
         threshold_criteria: ``None`` (never threshold), ``'Max'`` (a structure survives if its
-            largest magnitude exceeds the strength) or ``'Mean_Abs'`` (if its mean magnitude does).
-            The threshold is the strength itself, as in the original; for a combined group type
-            a weight survives only if every one of its structures does.
+            largest magnitude exceeds the strength) or ``'Mean_Abs'`` (if its mean magnitude does);
+            the other criteria of :data:`distiller.sparsity.thresholding.THRESHOLD_CRITERIA`
+            (``'L1'``, ``'L2'``, ``'Mean_L2'``) work too. The threshold is the strength itself, as
+            in the original; for a combined group type a weight survives only if every one of its
+            structures does.
     """
 
     allowed_group_types: tuple[str, ...] | None = None
@@ -80,10 +78,9 @@ class GroupLassoRegularizer(Regularizer):
         return group_lasso_penalty(param, regime)
 
     def param_threshold_mask(self, param: torch.Tensor, regime: GroupRegime) -> torch.Tensor:
-        how = THRESHOLD_CRITERIA[self.threshold_criteria]
         mask = None
         for granularity in regime.granularities:
-            structure_mask = structure_threshold_mask(param, regime.strength, granularity, **how)
+            structure_mask, _ = group_threshold_mask(param, granularity, regime.strength, self.threshold_criteria)
             mask = structure_mask if mask is None else mask * structure_mask
         return mask
 
