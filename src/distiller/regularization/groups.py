@@ -19,7 +19,7 @@ from distiller.registry import did_you_mean
 from distiller.regularization.base import parse_strength
 from distiller.sparsity.granularity import Granularity, granularity_from_name
 
-__all__ = ["GROUP_TYPES", "GroupRegime", "parse_group_regime", "group_lasso_penalty"]
+__all__ = ["GROUP_TYPES", "GroupRegime", "group_lasso_penalty", "group_norms", "parse_group_regime"]
 
 GROUP_TYPES: dict[str, tuple[str, ...]] = {
     "2D": ("2D",),
