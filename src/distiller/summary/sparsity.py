@@ -132,18 +132,19 @@ def render_sparsity_summary(df: pd.DataFrame, title: str | None = None) -> str:
 
 def _masks_of(masks: Any) -> Mapping[str, Any]:
     """A name -> mask-or-masker mapping from a MaskSet, a scheduler, or a plain dict."""
-    for attr in ("zeros_mask_dict", "masks"):
-        inner = getattr(masks, attr, None)
-        if isinstance(inner, Mapping):
-            return inner
+    if not isinstance(masks, Mapping):
+        for attr in ("zeros_mask_dict", "masks"):
+            inner = getattr(masks, attr, None)
+            if isinstance(inner, Mapping):
+                masks = inner
+                break
     if isinstance(masks, Mapping):
-        return masks
+        return {normalize_module_name(k): v for k, v in masks.items()}
     raise TypeError(f"Expected a MaskSet, a scheduler or a dict of masks; got {type(masks).__name__}.")
 
 
 def _lookup(masks: Mapping[str, Any], name: str) -> torch.Tensor | None:
-    key = normalize_module_name(name)
-    entry = masks.get(key, masks.get(name)) if hasattr(masks, "get") else None
+    entry = masks.get(normalize_module_name(name))
     return getattr(entry, "mask", entry)
 
 
