@@ -29,6 +29,7 @@ grouping"), so pruning removes them together, e.g. channels in multiples of 4 or
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -358,7 +359,12 @@ class NM(Granularity):
     name = "NM"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.n, int) and isinstance(self.m, int)) or not 0 <= self.n <= self.m or self.m < 1:
+        try:
+            object.__setattr__(self, "n", operator.index(self.n))
+            object.__setattr__(self, "m", operator.index(self.m))
+        except TypeError:
+            raise ConfigError(f"N:M sparsity needs integer n and m; got n={self.n!r}, m={self.m!r}.") from None
+        if not 0 <= self.n <= self.m or self.m < 1:
             raise ConfigError(f"N:M sparsity needs integers 0 <= n <= m, m >= 1; got n={self.n}, m={self.m}.")
 
     def _check(self, shape: torch.Size) -> None:
