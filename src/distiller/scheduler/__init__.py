@@ -1,5 +1,46 @@
-"""Compression scheduling: the object a training loop calls at six points of every epoch."""
+"""Compression scheduling: the object a training loop calls at six points of every epoch.
 
-from distiller.scheduler.compression_scheduler import CompressionScheduler, LossComponent, PolicyLoss
+``CompressionScheduler`` binds policies (pruning, regularization, quantization, LR, extensions,
+knowledge distillation) to epoch or step windows and owns the masks. ``LR_SCHEDULERS`` and
+``EXTENSIONS`` are the registries a YAML schedule's ``lr_schedulers:`` and ``extensions:``
+sections resolve ``class:`` names in.
+"""
 
-__all__ = ["CompressionScheduler", "LossComponent", "PolicyLoss"]
+from distiller.registry import Registry
+from distiller.scheduler.compression_scheduler import CompressionScheduler, ScheduledPolicy
+from distiller.scheduler.lr import LR_SCHEDULERS, MultiStepMultiGammaLR, PolynomialLR
+from distiller.scheduler.masks import SchedulerMasks
+from distiller.scheduler.policies import (
+    ExtensionPolicy,
+    LossComponent,
+    LRPolicy,
+    PolicyLoss,
+    PruningPolicy,
+    QuantizationPolicy,
+    RegularizationPolicy,
+    ScheduledTrainingPolicy,
+)
+from distiller.scheduler.windows import Window, make_window
+
+EXTENSIONS: Registry[type] = Registry("extension")
+"""YAML ``class:`` name -> extension policy class (thinning extensions register here)."""
+
+__all__ = [
+    "EXTENSIONS",
+    "LR_SCHEDULERS",
+    "CompressionScheduler",
+    "ExtensionPolicy",
+    "LRPolicy",
+    "LossComponent",
+    "MultiStepMultiGammaLR",
+    "PolicyLoss",
+    "PolynomialLR",
+    "PruningPolicy",
+    "QuantizationPolicy",
+    "RegularizationPolicy",
+    "ScheduledPolicy",
+    "ScheduledTrainingPolicy",
+    "SchedulerMasks",
+    "Window",
+    "make_window",
+]
