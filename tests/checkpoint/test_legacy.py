@@ -13,8 +13,8 @@ from distiller.checkpoint import describe_checkpoint, load_checkpoint, read_chec
 from distiller.errors import CheckpointError
 from distiller.models import create_model
 from distiller.thinning import ThinningRecipe
+from shared_data import CHECKPOINTS
 
-CHECKPOINTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "distiller-checkpoints"
 THINNED_WIDTHS = [11, 8, 9, 22, 20, 32, 52, 56, 64]
 DENSE_WIDTHS = [16, 16, 16, 32, 32, 32, 64, 64, 64]
 KEEP = [0, 1, 3]

@@ -14,8 +14,7 @@ from torch import nn
 
 from distiller.checkpoint import read_checkpoint, save_checkpoint
 from distiller.errors import CheckpointError
-
-CHECKPOINTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "distiller-checkpoints"
+from shared_data import CHECKPOINTS
 
 
 def digest(path: Path) -> str:

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from shared_data import REPO_ROOT
 
 DIGITS = ("-a", "simplenet_digits", "--dataset", "digits", "-b", "64", "--lr", "0.1", "-j", "0", "--deterministic")
 

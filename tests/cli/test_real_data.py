@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CHECKPOINTS, CIFAR10_DIR, MNIST_DIR, require
+from shared_data import CHECKPOINTS, CIFAR10_DIR, MNIST_DIR, require
 
 pytestmark = pytest.mark.realdata
 

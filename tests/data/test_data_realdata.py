@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision.io import decode_image
 
-from conftest import CIFAR10_DIR, MNIST_DIR, require
 from distiller.data import image_cache, load_data
+from shared_data import CIFAR10_DIR, MNIST_DIR, require
 
 pytestmark = pytest.mark.realdata
 

@@ -8,10 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-CHECKPOINTS = SHARED_DATA / "distiller-checkpoints"
-ORIGINAL_SAMPLES = REPO_ROOT.parent / "shared" / "reference" / "original-samples"
+from shared_data import CHECKPOINTS, ORIGINAL_SAMPLES, SHARED_DATA
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
@@ -21,19 +17,7 @@ from distiller.summary import (
     total_sparsity,
     write_csv,
 )
-
-
-def _root_conftest():
-    """tests/conftest.py, loaded by path: ``from conftest import ...`` resolves to whichever
-    conftest.py pytest imported last (tests/models and tests/regularization have their own)."""
-    spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return module
-
+from shared_data import CHECKPOINTS, require
 
 ORIGINAL_COLUMNS = [
     "Name",
@@ -129,8 +113,7 @@ def test_masks_sparsity_summary():
 @pytest.mark.realdata
 def test_total_sparsity_of_the_original_channel_regularized_checkpoint():
     """Reference: the original's resnet20 ``checkpoint_trained_ch_regularized_dense`` is 8.88% sparse."""
-    root = _root_conftest()
-    path = root.require(root.CHECKPOINTS / "checkpoint_trained_ch_regularized_dense.pth.tar")
+    path = require(CHECKPOINTS / "checkpoint_trained_ch_regularized_dense.pth.tar")
     from distiller.checkpoint import load_checkpoint
     from distiller.models import create_model
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -11,8 +9,8 @@ from torch import nn
 from distiller.errors import ModelError
 from distiller.models import create_model
 from distiller.thinning import find_zero_conv_layers, resnet_cifar_remove_layers
+from shared_data import CHECKPOINTS
 
-CHECKPOINTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "distiller-checkpoints"
 FIVE_LAYERS = ["layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1", "layer1.1.conv2", "layer2.2.conv2"]
 
 
