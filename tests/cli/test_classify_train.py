@@ -110,3 +110,9 @@ def test_version_and_list(run_cli):
     assert "resnet20_cifar" in run.out.split() and "resnet18" not in run.out.split()
     datasets = run_cli("list", "datasets").out.split()
     assert {"cifar10", "mnist", "fashionmnist", "imagenet", "digits", "fake"} <= set(datasets)
+
+
+def test_masks_sparsity_table_each_epoch(run_cli):
+    run = run_cli("classify", *DIGITS, "--epochs", "1", "--etrs", "64", "--masks-sparsity")
+    assert run.code == 0, run.err
+    assert "Masks sparsity:" in run.out and "Total sparsity: 0.00" in run.out

@@ -75,3 +75,11 @@ def test_thinned_original_checkpoint_trains_and_round_trips(run_cli, tmp_path):
 
     plans = torch.load(saved, weights_only=True)["thinning_plans"]
     assert plans and torch.load(saved, weights_only=True)["state_dict"]["layer1.0.conv1.weight"].shape[0] == 11
+
+
+def test_summary_sparsity_of_original_checkpoint_needs_no_data(run_cli):
+    ckpt = require(CHECKPOINTS / "checkpoint_trained_ch_regularized_dense.pth.tar")
+    run = run_cli("classify", "-a", "resnet20_cifar", "--summary", "sparsity", "--resume-from", ckpt)
+    assert run.code == 0, run.err
+    assert run.out.strip().splitlines()[-1] == "Total sparsity: 8.88"
+    assert (run.log_dir() / "sparsity.csv").exists()

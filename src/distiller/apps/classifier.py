@@ -25,6 +25,7 @@ from distiller.determinism import derive_seed, seed_everything, set_deterministi
 from distiller.errors import ConfigError
 from distiller.models import create_model, dataset_for_arch
 from distiller.scheduler import CompressionScheduler
+from distiller.summary import render_masks_sparsity_summary, render_sparsity_summary, sparsity_summary, write_csv
 from distiller.thinning import find_zero_conv_layers, resnet_cifar_remove_layers
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ClassifierResult:
     history: list[EpochRecord] = field(default_factory=list)
     saved: list[Path] = field(default_factory=list)
     best: str | None = None
+    reports: list[str] = field(default_factory=list)
 
 
 def select_device(opts: ClassifierOptions) -> torch.device:
@@ -228,6 +230,8 @@ class ClassifierApp:
             )
             self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": valid.loss, "max": valid.top1})
             self.tracker.step(self.model, epoch, valid.top1, valid.top5)
+            if o.masks_sparsity:
+                log.info("Masks sparsity:\n%s", render_masks_sparsity_summary(self.model, self.scheduler.masks))
             for score in self.tracker.scores:
                 log.info(score.describe())
             best = self.tracker.best()
@@ -238,9 +242,33 @@ class ClassifierApp:
         return ClassifierResult(test, history, list(self.saved), best.describe() if best else None)
 
 
+    def summaries(self) -> ClassifierResult:
+        """``--summary``: tables of the (resumed) model; reads no data."""
+        reports = []
+        for kind in self.opts.summary:
+            if kind == "sparsity":
+                table = sparsity_summary(self.model)
+                csv_path = write_csv(table, self.run_dir / "sparsity.csv")
+                self.saved.append(csv_path)
+                reports.append(render_sparsity_summary(table, title="Parameters:"))
+        return ClassifierResult(None, saved=list(self.saved), reports=reports)
+
+    def evaluate_only(self) -> ClassifierResult:
+        return ClassifierResult(self.test(), saved=list(self.saved))
+
+
+# The app's modes, tried in order; the first that applies runs (DESIGN §5).
+MODES = (
+    ("summary", lambda o: bool(o.summary), ClassifierApp.summaries),
+    ("evaluate", lambda o: o.evaluate, ClassifierApp.evaluate_only),
+    ("train", lambda o: True, ClassifierApp.train),
+)
+
+
 def run_classifier(opts: ClassifierOptions, run_dir: Path) -> ClassifierResult:
-    """Run the app in the mode the options ask for: evaluate, or train then test."""
+    """Run the app in the first mode the options ask for."""
     app = ClassifierApp(opts, run_dir)
-    if opts.evaluate:
-        return ClassifierResult(app.test(), saved=list(app.saved))
-    return app.train()
+    for _, applies, mode in MODES:
+        if applies(opts):
+            return mode(app)
+    raise AssertionError("the train mode always applies")

@@ -42,5 +42,8 @@ class ClassifierOptions:
     reset_optimizer: bool = False
     save_untrained_model: bool = False
     remove_zero_layers: bool = False
+    summary: list[str] = field(default_factory=list)
+    masks_sparsity: bool = False
+    compress: str | None = None
     progress: bool = True
     config_files: list[str] = field(default_factory=list)

@@ -41,6 +41,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     result = run_classifier(opts, run_dir)
     for path in result.saved:
         emit(f"Saved: {path}")
+    for report in result.reports:
+        emit(report)
     if result.history:
         emit()
         emit(history_table(result))

@@ -30,6 +30,9 @@ def _split_fraction(text: str) -> float:
     return value
 
 
+SUMMARY_CHOICES = ["sparsity"]
+
+
 def build_classify_parser(prog: str = "distiller classify") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Distiller image classification model compression")
     p.add_argument("data", metavar="DATASET_DIR", nargs="?", default=None,
@@ -71,6 +74,9 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
     p.add_argument("--remove-zero-layers", action="store_true",
                    help="Bypass ResNet-CIFAR convolutions whose weights are all zero (the original's "
                         "resnet_cifar_remove_layers), as checkpoints fine-tuned after layer removal expect")
+    p.add_argument("--summary", action="append", choices=SUMMARY_CHOICES, default=None,
+                   help="print a summary of the model, and exit (repeatable); reads no data")
+    p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="Never show progress bars")
 
     opt = p.add_argument_group("Optimizer arguments")
@@ -131,5 +137,7 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         reset_optimizer=args.reset_optimizer,
         save_untrained_model=args.save_untrained_model,
         remove_zero_layers=args.remove_zero_layers,
+        summary=list(args.summary or []),
+        masks_sparsity=args.masks_sparsity,
         progress=args.progress,
     )
