@@ -97,12 +97,15 @@ def test_bad_timing_raises_schedule_error_with_a_fix(kwargs, message):
     assert "Fix" in str(info.value) or "must be" in str(info.value)
 
 
-def test_same_policy_object_cannot_be_added_twice():
+def test_same_policy_object_in_two_windows_fires_in_both():
+    log: list = []
     scheduler = CompressionScheduler(_tiny())
-    policy = ScheduledTrainingPolicy()
+    policy = Recorder(log, "x")
     scheduler.add_policy(policy, epochs=[0])
-    with pytest.raises(ScheduleError, match="already scheduled"):
-        scheduler.add_policy(policy, epochs=[1])
+    scheduler.add_policy(policy, epochs=[2])
+    for epoch in range(3):
+        scheduler.on_epoch_begin(epoch)
+    assert log == [("x", "begin", 0), ("x", "begin", 2)]
 
 
 class DummyLossPolicy(ScheduledTrainingPolicy):

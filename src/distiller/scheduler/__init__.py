@@ -15,11 +15,11 @@ from distiller.scheduler.policies import (
     LossComponent,
     LRPolicy,
     PolicyLoss,
-    PruningPolicy,
     QuantizationPolicy,
     RegularizationPolicy,
     ScheduledTrainingPolicy,
 )
+from distiller.scheduler.pruning_policy import PruningPolicy
 from distiller.scheduler.windows import Window, make_window
 
 EXTENSIONS: Registry[type] = Registry("extension")

@@ -147,17 +147,15 @@ class CompressionScheduler:
         original).
 
         Raises:
-            ScheduleError: no timing, mixed timing forms, invalid values, the same policy object
-                added twice, or ``ReduceLROnPlateau`` in a step window (it needs epoch metrics).
+            ScheduleError: no timing, mixed timing forms, invalid values, or ``ReduceLROnPlateau``
+                in a step window (it needs epoch metrics).
+
+        The same policy object may be scheduled in several windows (a schedule may run one
+        extension at two epochs); each window is its own entry with its own metadata.
         """
         window = make_window(
             epochs, starting_epoch, ending_epoch, frequency, starting_step, ending_step, step_frequency
         )
-        if any(e.policy is policy for e in self._entries):
-            raise ScheduleError(
-                f"This {type(policy).__name__} object is already scheduled. Fix: create one policy object per "
-                "window, or give the one window all the epochs (an 'epochs' list)."
-            )
         if window.unit == "step" and isinstance(policy, LRPolicy) and is_plateau(policy.lr_scheduler):
             raise ScheduleError(
                 "ReduceLROnPlateau steps on validation metrics, which exist only at epoch ends. "
