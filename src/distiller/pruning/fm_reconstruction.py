@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from distiller.errors import ConfigError
 from distiller.naming import normalize_module_name
 from distiller.pruning.base import register_pruner
-from distiller.pruning.ranked import RankedStructurePruner, _norm_spec
+from distiller.pruning.ranked import RankedStructurePruner, norm_spec
 from distiller.registry import did_you_mean
 
 __all__ = ["FMReconstructionChannelPruner", "FeatureMapSamples", "collect_feature_maps"]
@@ -193,7 +193,7 @@ class FMReconstructionChannelPruner(RankedStructurePruner):
                 "group_dependency is not supported."
             )
         super().__init__(name, group_type, desired_sparsity, weights, None, group_size, rounding_fn, ranking_noise)
-        self.p = _norm_spec(magnitude_fn)
+        self.p = norm_spec(magnitude_fn)
         self.feature_maps: dict[str, FeatureMapSamples] = {
             normalize_module_name(k): v for k, v in (feature_maps or {}).items()
         }

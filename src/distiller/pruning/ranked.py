@@ -33,6 +33,7 @@ __all__ = [
     "RandomLevelStructureParameterPruner",
     "CannotRankYet",
     "RankedStructurePruner",
+    "norm_spec",
     "resolve_rounding_fn",
 ]
 
@@ -119,10 +120,19 @@ class RankedStructurePruner(Pruner):
         self.group_size = int(group_size)
         self.rounding_fn = resolve_rounding_fn(rounding_fn)
         self.noise = check_fraction(noise, "noise")
-        self.desired_sparsity = check_fraction(desired_sparsity, "desired_sparsity")
-        self.rate = ConstantRate(self.desired_sparsity)
+        self.desired_sparsity = desired_sparsity
         self.generator: torch.Generator | None = None  # None: the global RNG (seeded by torch.manual_seed)
         self._leader = RoundCache()
+
+    @property
+    def desired_sparsity(self) -> float:
+        """The constant fraction to prune; setting it (as the original's users did) replaces the rate."""
+        return self._desired_sparsity
+
+    @desired_sparsity.setter
+    def desired_sparsity(self, value: float) -> None:
+        self._desired_sparsity = check_fraction(value, "desired_sparsity")
+        self.rate = ConstantRate(self._desired_sparsity)
 
     # -- what subclasses change -----------------------------------------------------------------
 
@@ -213,7 +223,7 @@ class RankedStructurePruner(Pruner):
         return f"{type(self).__name__}({self.name!r}, {self.granularity}, rate={self.rate})"
 
 
-def _norm_spec(magnitude_fn: Any) -> int | float | str:
+def norm_spec(magnitude_fn: Any) -> int | float | str:
     """The norm a ``magnitude_fn`` names: ``'L1'``, ``'L2'``, ``'Max'``, 1, 2, or a named norm object."""
     if magnitude_fn is None:
         return 1
@@ -257,7 +267,7 @@ class LpRankedStructureParameterPruner(RankedStructurePruner):
         super().__init__(
             name, group_type, desired_sparsity, weights, group_dependency, group_size, rounding_fn, noise, kwargs
         )
-        self.p = _norm_spec(magnitude_fn)
+        self.p = norm_spec(magnitude_fn)
 
 
 @register_pruner
