@@ -17,6 +17,25 @@ from distiller.registry import Registry
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "prune": "distiller.pruning",
+    "create_model": "distiller.models",
+    "load_data": "distiller.data",
+    "save_checkpoint": "distiller.checkpoint",
+    "load_checkpoint": "distiller.checkpoint",
+    "sparsity_summary": "distiller.summary",
+}
+
+
+def __getattr__(name: str):
+    """Import the heavier parts of the public API on first use, so ``import distiller`` stays light."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'distiller' has no attribute {name!r}")
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -27,4 +46,5 @@ __all__ = [
     "Registry",
     "ScheduleError",
     "__version__",
+    *_LAZY,
 ]
