@@ -203,10 +203,10 @@ def build_component(
             group.setdefault("initial_lr", group["lr"])
     try:
         return cls(**{**args, **offered})
-    except ConfigError as exc:
-        raise source.error(spec.path, f"{spec.class_name} {spec.name!r}: {exc}", None, type(exc)) from exc
     except DistillerError as exc:
-        raise source.error(spec.path, f"{spec.class_name} {spec.name!r}: {exc}") from exc
+        fix = None if "Fix:" in str(exc) else f"check the arguments of {spec.class_name}."
+        cls = type(exc) if isinstance(exc, ConfigError) else ConfigError
+        raise source.error(spec.path, f"{spec.class_name} {spec.name!r}: {exc}", fix, cls) from exc
     except Exception as exc:  # noqa: BLE001 - any constructor failure is a configuration problem here
         raise source.error(
             spec.path,

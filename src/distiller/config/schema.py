@@ -231,6 +231,13 @@ def _parse_policy(
             ScheduleError,
         )
     timing = {k: item[k] for k in TIMING_KEYS if k in item}
+    if "frequency" in timing and not {"epochs", "starting_epoch", "ending_epoch"} & set(timing):
+        raise source.error(
+            (*path, "frequency"),
+            "'frequency' is given but the epoch window lacks 'starting_epoch' and 'ending_epoch'.",
+            "add 'starting_epoch' and 'ending_epoch' (exclusive).",
+            ScheduleError,
+        )
     try:
         window = make_window(**timing)
     except ScheduleError as exc:

@@ -148,8 +148,9 @@ def load_yaml_text(text: str, name: str = "<string>") -> YamlSource:
         ConfigError: invalid YAML (with the line and column), several documents, or a document
             the safe loader cannot build.
     """
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
         root = loader.get_single_node()
         lines, duplicates = _index(root, loader)
         data = loader.construct_document(root) if root is not None else None
@@ -166,7 +167,8 @@ def load_yaml_text(text: str, name: str = "<string>") -> YamlSource:
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         raise ConfigError(f"{name}: cannot read the YAML: {exc}. Fix: correct the value it names.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     source = YamlSource(name, data, lines)
     for path, line in duplicates:
         source.warn(path, f"key repeated (line {line}); YAML keeps only the last value.")
