@@ -228,3 +228,19 @@ def test_kd_configuration_errors_are_config_errors():
     }
     with pytest.raises(ConfigError, match="distill_weight"):
         validate_schedule(base, model)
+
+
+def test_exponent_without_dot_is_a_float():
+    """PyYAML (YAML 1.1) reads 1e-4 as a string; a schedule's eta_min: 1e-5 must reach the class as a number."""
+    import yaml
+
+    source = load_yaml_text(
+        "lr_schedulers:\n  lr:\n    class: CosineAnnealingLR\n    T_max: 10\n    eta_min: 1e-5\n", "x"
+    )
+    assert source.data["lr_schedulers"]["lr"]["eta_min"] == 1e-5
+    assert yaml.safe_load("a: 1e-4") == {"a": "1e-4"}  # the global SafeLoader is untouched
+    model = create_model("simplenet_mnist")
+    plan = validate_schedule(
+        {**source.data, "policies": [{"lr_scheduler": {"instance_name": "lr"}, "epochs": [0]}]}, model
+    )
+    assert plan.scheduler.entries[0].policy.lr_scheduler.eta_min == 1e-5

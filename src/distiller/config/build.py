@@ -231,6 +231,10 @@ def build_components(
     return built
 
 
+def _fix_or(exc: Exception, fix: str) -> str | None:
+    return None if "Fix:" in str(exc) else fix
+
+
 def _policy_for(source: YamlSource, ps: PolicySpec, component: Any, params: list[str]) -> Any:
     args_path = (*ps.path, ps.kind, "args")
     if ps.kind == "pruner":
@@ -241,7 +245,7 @@ def _policy_for(source: YamlSource, ps: PolicySpec, component: Any, params: list
         try:
             return PruningPolicy(component, args)
         except ConfigError as exc:
-            raise source.error(args_path, str(exc)) from None
+            raise source.error(args_path, str(exc), _fix_or(exc, "correct the pruning policy's args.")) from None
     if ps.kind == "regularizer":
         args = dict(ps.args or {})
         for key in args:
@@ -254,7 +258,7 @@ def _policy_for(source: YamlSource, ps: PolicySpec, component: Any, params: list
         try:
             return RegularizationPolicy(component, **args)
         except ConfigError as exc:
-            raise source.error(args_path, str(exc)) from None
+            raise source.error(args_path, str(exc), _fix_or(exc, "write 'keep_mask: True' or 'False'.")) from None
     if ps.args:
         source.warn(args_path, f"'args' are ignored for {ps.kind} policies.")
     if ps.kind == "quantizer":
@@ -287,6 +291,7 @@ def build_policies(
         try:
             scheduler.add_policy(policy, **ps.timing, name=ps.instance_name)
         except ConfigError as exc:
-            raise spec.source.error(ps.path, str(exc), None, type(exc)) from None
+            fix = _fix_or(exc, "correct the policy's timing.")
+            raise spec.source.error(ps.path, str(exc), fix, type(exc)) from None
         added.append((ps, policy))
     return added

@@ -1,6 +1,7 @@
 """Schedules as data plus where each key came from, so every error names a file, a path and a line.
 
-YAML is read with ``yaml.SafeLoader`` only (no Python objects can be built from a schedule). Python
+YAML is read with a ``yaml.SafeLoader`` (no Python objects can be built from a schedule) that
+also reads ``1e-4`` as a number. Python
 dicts keep insertion order, so the order of policies and of quantizer ``overrides`` is the file's
 (the original needed an ``OrderedDict`` loader for that). The composed node tree gives the line of
 every key; :meth:`YamlSource.error` turns a YAML path such as ``('policies', 2, 'pruner',
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +96,21 @@ class YamlSource:
         logger.warning("%s", text)
 
 
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` that also reads ``1e-4`` (exponent, no dot) as a float, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where ``1e-4`` is the *string* "1e-4": a schedule's
+    ``eta_min: 1e-5`` would reach the LR scheduler as text and fail deep inside it.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def _key_value(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
     if isinstance(node, yaml.ScalarNode):
         try:
@@ -150,7 +167,7 @@ def load_yaml_text(text: str, name: str = "<string>") -> YamlSource:
     """
     loader: yaml.SafeLoader | None = None
     try:
-        loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
+        loader = _Loader(text)  # the reader already rejects control characters here
         root = loader.get_single_node()
         lines, duplicates = _index(root, loader)
         data = loader.construct_document(root) if root is not None else None
