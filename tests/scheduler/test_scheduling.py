@@ -247,3 +247,13 @@ def test_forward_only_masks_are_not_reapplied_after_the_step():
 def test_device_as_second_positional_argument_still_works():
     scheduler = CompressionScheduler(_tiny(), "cpu")
     assert scheduler.device == torch.device("cpu") and "0.weight" in scheduler.masks
+
+
+def test_policy_written_for_the_original_without_optimizer_argument():
+    class OldLoss(ScheduledTrainingPolicy):
+        def before_backward_pass(self, model, epoch, minibatch_id, minibatches_per_epoch, loss, zeros_mask_dict):
+            return PolicyLoss(loss * 2, [])
+
+    scheduler = CompressionScheduler(_tiny())
+    scheduler.add_policy(OldLoss(), epochs=[0])
+    assert scheduler.before_backward_pass(0, 0, 1, torch.tensor(1.5), optimizer=None).item() == 3.0

@@ -27,6 +27,7 @@ each firing step as a one-minibatch "epoch": its ``on_epoch_begin`` runs just be
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Iterable, Mapping
@@ -71,18 +72,30 @@ class ScheduledPolicy:
         return f"{type(self.policy).__name__}:{self.name}"
 
 
+@functools.lru_cache(maxsize=512)
+def _parameters_of(func: Any) -> tuple[frozenset[str], bool] | None:
+    """Parameter names of ``func`` and whether it takes ``**kwargs`` (cached: hooks run every step)."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return None
+    return frozenset(params), any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def _accepted_kwargs(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``kwargs`` that ``fn`` accepts (user policies written for the original may
     declare ``on_epoch_end(self, model, zeros_mask_dict, meta)`` without ``**kwargs``)."""
     if not kwargs:
         return kwargs
+    func = getattr(fn, "__func__", fn)
     try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
+        info = _parameters_of(func)
+    except TypeError:  # unhashable callable
+        info = None
+    if info is None:
         return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
+    names, var_kw = info
+    return kwargs if var_kw else {k: v for k, v in kwargs.items() if k in names}
 
 
 class CompressionScheduler:
@@ -264,8 +277,16 @@ class CompressionScheduler:
         for entry in self._minibatch_entries(epoch, step):
             if targets is not None and hasattr(entry.policy, "observe_targets"):
                 entry.policy.observe_targets(targets)
-            result = entry.policy.before_backward_pass(
-                self.model, epoch, minibatch_id, minibatches_per_epoch, overall, self.masks, optimizer
+            fn = entry.policy.before_backward_pass
+            # the original called it without the optimizer; policies written for it may not take one
+            result = fn(
+                self.model,
+                epoch,
+                minibatch_id,
+                minibatches_per_epoch,
+                overall,
+                self.masks,
+                **_accepted_kwargs(fn, {"optimizer": optimizer}),
             )
             if result is not None:
                 components += self.verify_policy_loss(result)
