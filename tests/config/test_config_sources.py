@@ -164,7 +164,7 @@ policies:
     plan = validate_schedule(load_yaml_text(text, "steps.yaml").data, model)
     window = plan.policies[0].window
     assert (window.unit, window.firings()) == ("step", [2, 4])
-    assert "Step windows: p steps 2..5 every 2" in plan.describe()
+    assert "Step windows: p steps 2-4 every 2 (2 times, until 6)" in plan.describe()
     assert plan.scheduler.sched_metadata[plan.scheduler.entries[0].policy] == {
         "starting_step": 2,
         "ending_step": 6,

@@ -257,3 +257,12 @@ def test_policy_written_for_the_original_without_optimizer_argument():
     scheduler = CompressionScheduler(_tiny())
     scheduler.add_policy(OldLoss(), epochs=[0])
     assert scheduler.before_backward_pass(0, 0, 1, torch.tensor(1.5), optimizer=None).item() == 3.0
+
+
+def test_window_descriptions():
+    assert make_window(starting_epoch=0, ending_epoch=30, frequency=2).describe() == (
+        "epochs 0-28 every 2 (15 times, until 30)"
+    )
+    assert make_window(starting_epoch=0, ending_epoch=400).describe() == "epochs 0-399 (400 times)"
+    assert make_window(epochs=[30, 10]).describe() == "epochs [10, 30]"
+    assert make_window(starting_epoch=5, ending_epoch=6).describe().startswith("epoch 5")

@@ -92,13 +92,16 @@ class Window:
         return {"starting_step": self.start, "ending_step": self.end, "step_frequency": self.frequency}
 
     def describe(self) -> str:
-        """Human-readable, e.g. ``epochs 0..29 every 2 (15 times)`` or ``epochs [30]``."""
+        """Human-readable: ``epochs 0-28 every 2 (15 times, until 30)`` or ``epochs [30]``."""
         plural = f"{self.unit}s"
         if self.points is not None:
             return f"{plural} {list(self.points)}"
         n = len(range(self.start, self.end, self.frequency or 1))
+        if n == 1:
+            return f"{self.unit} {self.start} (window {self.start}..{self.end}, end exclusive)"
         every = "" if self.frequency == 1 else f" every {self.frequency}"
-        return f"{plural} {self.start}..{self.end - 1}{every} ({n} time{'s' if n != 1 else ''})"
+        until = "" if self.last == self.end - 1 else f", until {self.end}"
+        return f"{plural} {self.start}-{self.last}{every} ({n} times{until})"
 
 
 def _explicit(points: Iterable[Any], unit: Unit, key: str) -> Window:
