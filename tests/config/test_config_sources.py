@@ -244,3 +244,41 @@ def test_exponent_without_dot_is_a_float():
         {**source.data, "policies": [{"lr_scheduler": {"instance_name": "lr"}, "epochs": [0]}]}, model
     )
     assert plan.scheduler.entries[0].policy.lr_scheduler.eta_min == 1e-5
+
+
+def test_resume_from_a_yaml_schedule_is_bit_exact(tmp_path):
+    import io
+
+    text = FULL_FLOW.replace("ending_epoch: 2", "ending_epoch: 4").replace("epochs: [0, 1]", "epochs: [0, 2]")
+    path = tmp_path / "ff.yaml"
+    path.write_text(text)
+    data = _data(2)
+
+    def fresh():
+        torch.manual_seed(0)
+        model = create_model("simplenet_mnist")
+        return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+
+    from distiller.config import file_config
+
+    model, opt = fresh()
+    scheduler = file_config(model, opt, path)
+    _run(model, scheduler, opt, range(2), data)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": scheduler.state_dict()}, buf)
+    _run(model, scheduler, opt, range(2, 5), data)
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    model2, opt2 = fresh()
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["opt"])
+    scheduler2 = file_config(model2, opt2, path, resumed_epoch=1)
+    scheduler2.load_state_dict(ckpt["sched"])
+    _run(model2, scheduler2, opt2, range(2, 5), data)
+    for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
+        assert torch.equal(a, b), name
+    for name, masker in scheduler.masks.items():
+        other = scheduler2.masks[name].mask
+        assert (masker.mask is None) == (other is None) and (other is None or torch.equal(masker.mask, other))
+    assert opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"]
