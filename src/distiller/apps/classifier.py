@@ -20,8 +20,10 @@ from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
 from distiller.apps.performance_tracker import SparsityAccuracyTracker
 from distiller.checkpoint import load_checkpoint, load_lean_checkpoint, save_checkpoint
+from distiller.config import file_config
 from distiller.data import load_data
 from distiller.determinism import derive_seed, seed_everything, set_deterministic
+from distiller.distillation import build_kd_policy, create_teacher
 from distiller.errors import ConfigError
 from distiller.models import create_model, dataset_for_arch
 from distiller.scheduler import CompressionScheduler
@@ -97,6 +99,8 @@ class ClassifierApp:
         self.scheduler = CompressionScheduler(self.model, self.device)
         self.tracker = SparsityAccuracyTracker(opts.num_best_scores)
         self.start_epoch = 0
+        self.resumed_extras: dict = {}
+        self.schedule: tuple[str, str] | None = None  # (file name, YAML text) of the --compress schedule
         self.saved: list[Path] = []
         self._load_weights()
         self._check_zero_layers()
@@ -118,7 +122,7 @@ class ClassifierApp:
                 log.info("Resumed weights from %s; --reset-optimizer: starting at epoch 0", o.resume_from)
                 return
             self.start_epoch = loaded.start_epoch
-            extras = loaded.extras or {}
+            extras = self.resumed_extras = dict(loaded.extras or {})
             if o.seed is None and "seed" in extras:
                 self.seed = int(extras["seed"])
             if "best_scores" in extras:
@@ -145,6 +149,38 @@ class ClassifierApp:
                 "those layers removed, pass --remove-zero-layers to bypass them.",
                 len(zero), ", ".join(zero),
             )
+
+    def _schedule_file(self) -> Path | None:
+        """``--compress``, or, when resuming without it, the schedule stored in the checkpoint."""
+        if self.opts.compress:
+            return Path(self.opts.compress)
+        stored = self.resumed_extras.get("compress")
+        if not stored:
+            return None
+        path = self.run_dir / "configs" / Path(stored["name"]).name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(stored["yaml"])
+        log.info("Continuing the compression schedule stored in the checkpoint (%s)", stored["name"])
+        return path
+
+    def attach_compression(self) -> None:
+        """Add the schedule's policies (and the CLI's knowledge distillation) to the scheduler."""
+        o = self.opts
+        path = self._schedule_file()
+        if path is not None:
+            resumed_epoch = self.start_epoch - 1 if self.start_epoch > 0 else None
+            file_config(self.model, self.optimizer, path, scheduler=self.scheduler, resumed_epoch=resumed_epoch)
+            self.schedule = (path.name, path.read_text())
+        if o.kd_teacher:
+            teacher = create_teacher(
+                o.kd_teacher, getattr(self.model, "dataset", None), pretrained=o.kd_pretrained,
+                checkpoint=o.kd_resume, device=self.device,
+            )
+            policy = build_kd_policy(
+                self.model, teacher, o.kd_temperature, o.kd_distill_wt, o.kd_student_wt, o.kd_teacher_wt
+            )
+            self.scheduler.add_policy(policy, starting_epoch=o.kd_start_epoch, ending_epoch=o.epochs, frequency=1)
+            log.info("Knowledge distillation from %s from epoch %d", o.kd_teacher, o.kd_start_epoch)
 
     def _data(self, test_only: bool):
         o = self.opts
@@ -184,6 +220,8 @@ class ClassifierApp:
             "best_scores": self.tracker.state_dict(),
             "seed": self.seed,
         }
+        if self.schedule is not None:
+            extras["compress"] = {"name": self.schedule[0], "yaml": self.schedule[1]}
         paths = save_checkpoint(
             self.run_dir,
             model=self.model,
@@ -209,6 +247,7 @@ class ClassifierApp:
             )
         if self.optimizer is None:
             self.optimizer = self._new_optimizer()
+        self.attach_compression()
         if o.save_untrained_model:
             self._save(0, False, EvalResult(0.0, 0.0, 0.0), name="_".join(filter(None, [o.name, "untrained"])))
         loaders = self._data(test_only=False)

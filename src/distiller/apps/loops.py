@@ -82,7 +82,7 @@ def train_one_epoch(
         meters["Objective Loss"].update(loss.item(), target.numel())
         if scheduler is not None:
             policy_loss = scheduler.before_backward_pass(
-                epoch, step, steps, loss, optimizer=optimizer, return_loss_components=True
+                epoch, step, steps, loss, optimizer=optimizer, return_loss_components=True, targets=target
             )
             loss = policy_loss.overall_loss
             for component in policy_loss.loss_components:

@@ -45,5 +45,13 @@ class ClassifierOptions:
     summary: list[str] = field(default_factory=list)
     masks_sparsity: bool = False
     compress: str | None = None
+    kd_teacher: str | None = None
+    kd_pretrained: bool = False
+    kd_resume: str | None = None
+    kd_temperature: float = 1.0
+    kd_distill_wt: float = 0.5
+    kd_student_wt: float = 0.5
+    kd_teacher_wt: float = 0.0
+    kd_start_epoch: int = 0
     progress: bool = True
     config_files: list[str] = field(default_factory=list)

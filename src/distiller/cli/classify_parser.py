@@ -76,6 +76,8 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
                         "resnet_cifar_remove_layers), as checkpoints fine-tuned after layer removal expect")
     p.add_argument("--summary", action="append", choices=SUMMARY_CHOICES, default=None,
                    help="print a summary of the model, and exit (repeatable); reads no data")
+    p.add_argument("--compress", metavar="COMPRESS", default=None,
+                   help="compression schedule (YAML) to run; kept in the checkpoint, so --resume-from continues it")
     p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="Never show progress bars")
 
@@ -98,6 +100,21 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
                      help="use pre-trained weights from a local file (implies --pretrained; works offline)")
     res.add_argument("--reset-optimizer", action="store_true",
                      help="Flag to override optimizer if resumed from checkpoint. This will reset epochs count.")
+    kd = p.add_argument_group("Knowledge Distillation Training Arguments")
+    kd.add_argument("--kd-teacher", metavar="ARCH", default=None, help="Model architecture for teacher model")
+    kd.add_argument("--kd-pretrained", action="store_true", help="Use pre-trained model for teacher")
+    kd.add_argument("--kd-resume", metavar="PATH", default="",
+                    help="Path to checkpoint from which to load teacher weights")
+    kd.add_argument("--kd-temperature", "--kd-temp", dest="kd_temp", type=float, default=1.0, metavar="TEMP",
+                    help="Knowledge distillation softmax temperature")
+    kd.add_argument("--kd-distill-wt", "--kd-dw", type=float, default=0.5, metavar="WEIGHT",
+                    help="Weight for distillation loss (student vs. teacher soft targets)")
+    kd.add_argument("--kd-student-wt", "--kd-sw", type=float, default=0.5, metavar="WEIGHT",
+                    help="Weight for student vs. labels loss")
+    kd.add_argument("--kd-teacher-wt", "--kd-tw", type=float, default=0.0, metavar="WEIGHT",
+                    help="Weight for teacher vs. labels loss (trains the teacher alongside)")
+    kd.add_argument("--kd-start-epoch", type=int, default=0, metavar="EPOCH_NUM",
+                    help="Epoch from which to enable distillation")
     return p
 
 
@@ -139,5 +156,15 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         remove_zero_layers=args.remove_zero_layers,
         summary=list(args.summary or []),
         masks_sparsity=args.masks_sparsity,
+        compress=args.compress,
+        config_files=[args.compress] if args.compress else [],
+        kd_teacher=args.kd_teacher.lower() if args.kd_teacher else None,
+        kd_pretrained=args.kd_pretrained,
+        kd_resume=args.kd_resume or None,
+        kd_temperature=args.kd_temp,
+        kd_distill_wt=args.kd_distill_wt,
+        kd_student_wt=args.kd_student_wt,
+        kd_teacher_wt=args.kd_teacher_wt,
+        kd_start_epoch=args.kd_start_epoch,
         progress=args.progress,
     )
