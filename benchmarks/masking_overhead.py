@@ -124,7 +124,8 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     for case in results["cases"]:
         ratios = ", ".join(f"{k} {v:.3f}x" for k, v in case["ratio_vs_plain"].items())
-        print(f"{case['arch']} batch {case['batch_size']}: plain {case['seconds_per_step']['plain']:.3f} s/step; {ratios}")
+        plain = case["seconds_per_step"]["plain"]
+        print(f"{case['arch']} batch {case['batch_size']}: plain {plain:.3f} s/step; {ratios}")
     print(f"Saved: {out}")
 
 
