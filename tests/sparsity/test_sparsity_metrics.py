@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from distiller.sparsity import metrics as M
-from distiller.sparsity.activations import activation_channels_apoz, activation_channels_l1, activation_channels_means
+from distiller.analysis.activations import activation_channels_apoz, activation_channels_l1, activation_channels_means
 
 
 def test_basic_sparsity_values():
