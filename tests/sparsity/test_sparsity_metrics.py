@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from distiller.sparsity import metrics as M
 from distiller.analysis.activations import activation_channels_apoz, activation_channels_l1, activation_channels_means
+from distiller.sparsity import metrics as M
 
 
 def test_basic_sparsity_values():
