@@ -116,8 +116,12 @@ class ClassifierApp:
         if o.resume_from:
             loaded = load_checkpoint(o.resume_from, self.model, device=self.device)
             if loaded.scheduler_state:
+                # Masks always carry over; policy state (LR, pruner statistics) only when continuing the run.
+                state = loaded.scheduler_state
+                if o.reset_optimizer:
+                    state = {"masks_dict": state.get("masks_dict", {})}
                 self.scheduler = CompressionScheduler(self.model, self.device)
-                self.scheduler.load_state_dict(loaded.scheduler_state)
+                self.scheduler.load_state_dict(state)
             if o.reset_optimizer:
                 log.info("Resumed weights from %s; --reset-optimizer: starting at epoch 0", o.resume_from)
                 return
