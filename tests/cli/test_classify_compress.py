@@ -92,3 +92,13 @@ def test_full_flow_mnist_pruning(run_cli):
     }
     assert zero_filters == {"conv1.weight": 2, "conv2.weight": 10}  # 10% of 20 and 20% of 50 filters
     assert abs(_sparsity(state["fc2.weight"]) - 0.15) < 0.002
+
+
+def test_activation_ranked_pruner_gets_statistics_from_the_app(run_cli):
+    run = run_cli("classify", *DIGITS, "--epochs", "3", "--compress", SCHEDULES / "digits_network_trimming.yaml")
+    assert run.code == 0, run.err
+    assert "Activation statistics (apoz_channels) primed on 1024 training samples" in run.out
+    state = _checkpoint(run)["state_dict"]
+    for name, filters in (("conv1.weight", 16), ("conv2.weight", 32)):
+        zero = int((state[name].flatten(1).abs().sum(1) == 0).sum())
+        assert zero == int(0.4 * filters), name

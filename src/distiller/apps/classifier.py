@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distiller.analysis.activations import SummaryActivationStatsCollector
 from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_epoch
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
@@ -186,6 +187,30 @@ class ClassifierApp:
             self.scheduler.add_policy(policy, starting_epoch=o.kd_start_epoch, ending_epoch=o.epochs, frequency=1)
             log.info("Knowledge distillation from %s from epoch %d", o.kd_teacher, o.kd_start_epoch)
 
+    def activation_collectors(self) -> list[SummaryActivationStatsCollector]:
+        """Collectors of the statistics that the schedule's activation-ranked pruners rank by."""
+        needed = {
+            getattr(getattr(policy, "pruner", None), "activation_rank_criterion", None)
+            for policies in self.scheduler.policies.values()
+            for policy in policies
+        } - {None}
+        return [SummaryActivationStatsCollector(self.model, stat) for stat in sorted(needed)]
+
+    @torch.no_grad()
+    def prime_activation_stats(self, collectors: list[SummaryActivationStatsCollector], loaders) -> None:
+        """Record first statistics on a fixed training subset, so pruners that fire at the first epoch
+        rank by data rather than by nothing (later epochs use the previous epoch's training pass)."""
+        calibration = loaders.calibration_loader(min(1024, len(loaders.train_indices)))
+        self.model.eval()
+        for collector in collectors:
+            collector.start()
+        for inputs, _ in calibration:
+            self.model(inputs.to(self.device))
+        for collector in collectors:
+            collector.stop()
+        log.info("Activation statistics (%s) primed on %d training samples",
+                 ", ".join(c.stat_name for c in collectors), len(calibration.sampler))
+
     def _data(self, test_only: bool):
         o = self.opts
         shape = tuple(self.model.input_shape) if self.dataset == "fake" else None
@@ -255,6 +280,9 @@ class ClassifierApp:
         if o.save_untrained_model:
             self._save(0, False, EvalResult(0.0, 0.0, 0.0), name="_".join(filter(None, [o.name, "untrained"])))
         loaders = self._data(test_only=False)
+        collectors = self.activation_collectors()
+        if collectors:
+            self.prime_activation_stats(collectors, loaders)
         history: list[EpochRecord] = []
         for epoch in range(self.start_epoch, o.epochs):
             if self.deterministic:
@@ -262,10 +290,14 @@ class ClassifierApp:
             loaders.set_epoch(epoch)
             self.scheduler.on_epoch_begin(epoch, self.optimizer)
             lr = self.optimizer.param_groups[0]["lr"]
+            for collector in collectors:  # pruners read these at the next epoch's beginning
+                collector.reset().start()
             train = train_one_epoch(
                 self.model, loaders.train, self.criterion, self.optimizer, self.scheduler, epoch,
                 self.device, o.print_freq, o.progress,
             )
+            for collector in collectors:
+                collector.stop()
             valid = evaluate(self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid")
             log.info(
                 "Epoch %d: train loss %.4f, train top-1 %.3f | valid top-1 %.3f, top-5 %.3f, loss %.4f (%.1fs)",
