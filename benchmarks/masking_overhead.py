@@ -8,8 +8,8 @@ Three loops train the same model on the same random batches (CPU):
   recomputed every epoch, re-applied after every optimizer step through the scheduler hooks);
 * ``torch_prune``: ``torch.nn.utils.prune.l1_unstructured`` forward-pre-hook masks on the same weights.
 
-Each is timed over ``--steps`` steps after warm-up, interleaved in rounds so machine noise hits all
-three alike; the median step time and the ratios to ``plain`` are written as JSON.
+Each is timed over ``--steps`` steps after warm-up, interleaved in rounds (in rotating order) so
+machine noise hits all three alike; the median step time and the ratios to ``plain`` are written as JSON.
 
     python benchmarks/masking_overhead.py --out benchmarks/results/masking_overhead.json
 """
@@ -90,8 +90,10 @@ def measure(arch: str, batch: int, steps: int, rounds: int) -> dict:
     for loop in loops.values():  # warm-up
         loop.step()
     times: dict[str, list[float]] = {kind: [] for kind in loops}
-    for _ in range(rounds):
-        for kind, loop in loops.items():
+    kinds = list(loops)
+    for r in range(rounds):
+        for kind in kinds[r % 3 :] + kinds[: r % 3]:  # rotate the order so no loop always runs first
+            loop = loops[kind]
             start = time.perf_counter()
             for _ in range(steps):
                 loop.step()
