@@ -61,7 +61,7 @@ def header(path: Path) -> dict[str, str]:
 
 
 def load_runner(relative: str) -> ModuleType:
-    """Import a runner script by path, once (importing it registers its models)."""
+    """Import a runner script by path, once, and (re-)register the models it defines."""
     path = REPO_ROOT / relative
     name = "examples_runner_" + re.sub(r"\W", "_", str(Path(relative).with_suffix("")))
     if name not in sys.modules:
@@ -69,7 +69,20 @@ def load_runner(relative: str) -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    return sys.modules[name]
+    module = sys.modules[name]
+    if callable(getattr(module, "register", None)):
+        module.register()
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_model_registry():
+    """Runners register example models (lstm_digits); leave the registry as this module found it."""
+    from distiller.models import MODELS
+
+    saved = dict(MODELS._entries)
+    yield
+    MODELS._entries = saved
 
 
 def schedule_dict(path: Path, teacher_checkpoint: Path) -> dict[str, Any]:
