@@ -126,6 +126,7 @@ class PruningPolicy(ScheduledTrainingPolicy):
         self.is_last_epoch = False
         self.is_initialized = False  # persisted: the first firing happened (skip_first_minibatch)
         self._maskers_ready = False  # per process: masker flags and gradient hooks are set
+        self._masks_pending = True  # masks not yet applied since they were (re)computed or loaded
         self._bn: dict[str, nn.BatchNorm2d] = {}
         self._meta: dict[str, Any] = {}
 
@@ -140,6 +141,7 @@ class PruningPolicy(ScheduledTrainingPolicy):
         return _fold_batchnorm(param, bn) if bn is not None and param.dim() == 4 else param
 
     def _set_masks(self, model: nn.Module, zeros_mask_dict: Any, meta: dict[str, Any]) -> None:
+        self._masks_pending = True
         for raw_name, param in model.named_parameters():
             name = normalize_module_name(raw_name)
             self.pruner.set_param_mask(self._ranked_tensor(name, param), name, zeros_mask_dict, meta)
@@ -192,9 +194,13 @@ class PruningPolicy(ScheduledTrainingPolicy):
             set_masks = True  # the first minibatch of the run was skipped (global step 0)
         if set_masks:
             self._set_masks(model, zeros_mask_dict, meta)
+        # Hard masks were re-applied after the previous optimizer step (on_minibatch_end), so only new
+        # masks, soft (forward-only) masks and double copies (which snapshot the unmasked weights) need
+        # work here; skipping the rest keeps masking off the hot path.
+        pending, self._masks_pending = self._masks_pending, False
         for raw_name, param in model.named_parameters():
             masker = zeros_mask_dict.get(raw_name) if hasattr(zeros_mask_dict, "get") else None
-            if masker is not None:
+            if masker is not None and (pending or masker.mask_on_forward_only or masker.use_double_copies):
                 masker.apply_mask(param)
 
     def before_parameter_optimization(
