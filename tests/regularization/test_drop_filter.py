@@ -144,3 +144,34 @@ def test_bad_arguments(kwargs, match):
 def test_model_without_convolutions():
     with pytest.raises(ConfigError, match="no nn.Conv2d"):
         DropFilterRegularizer("drop", nn.Linear(2, 2))
+
+
+def test_drop_filter_drops_only_inside_its_policy_window():
+    """A DropFilter policy scheduled for epoch 1 leaves epochs 0 and 2 untouched."""
+    import torch.nn.functional as F
+
+    from distiller.config import dict_config
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = {
+        "regularizers": {"df": {"class": "DropFilterRegularizer", "drop_prob": 0.5, "frequency": 1}},
+        "policies": [{"regularizer": {"instance_name": "df"}, "epochs": [1]}],
+    }
+    scheduler = dict_config(model, opt, schedule)
+    model.train()
+    x = torch.randn(2, 1, 5, 5)
+
+    def dense():
+        return F.conv2d(x, model[0].weight, model[0].bias)
+
+    def dropped_in(epoch):
+        scheduler.on_epoch_begin(epoch, opt)
+        outputs_differ = any(not torch.allclose(model(x), dense()) for _ in range(5))
+        scheduler.on_epoch_end(epoch, opt)
+        return outputs_differ
+
+    assert not dropped_in(0)
+    assert dropped_in(1)
+    assert not dropped_in(2)

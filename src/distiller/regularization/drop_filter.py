@@ -52,6 +52,7 @@ class Conv2dWithMask(nn.Conv2d):
         self.min_scale = min_scale
         self.last_keep_mask: torch.Tensor | None = None
         self._countdown = frequency
+        self.active = True  # a schedule turns dropping on only inside its policy's window
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, drop_prob: float, frequency: int, min_scale: float) -> Conv2dWithMask:
@@ -114,7 +115,7 @@ class Conv2dWithMask(nn.Conv2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight = self.weight
-        if self.training and self.drop_prob > 0:
+        if self.training and self.active and self.drop_prob > 0:
             self._countdown -= 1
             if self._countdown <= 0:
                 self._countdown = self.frequency
@@ -263,6 +264,13 @@ class DropFilterRegularizer(Regularizer):
     ) -> torch.Tensor | float:
         """DropFilter acts in the forward pass; it adds nothing to the loss."""
         return regularizer_loss
+
+    def set_active(self, active: bool) -> None:
+        """Drop filters (in training) only while ``active``: the regularization policy turns this on
+        for the epochs of its window and off after them."""
+        for module in self.model.modules():
+            if isinstance(module, Conv2dWithMask):
+                module.active = active
 
     def remove(self) -> list[str]:
         """Put plain ``nn.Conv2d`` modules back (e.g. once training is over)."""

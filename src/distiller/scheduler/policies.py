@@ -180,10 +180,20 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
         self.keep_mask = keep_mask
         self.is_last_epoch = False
         self._step_window = False
+        self._set_active(False)  # regularizers that act in the forward pass (DropFilter) wait for the window
+
+    def _set_active(self, active: bool) -> None:
+        set_active = getattr(self.regularizer, "set_active", None)
+        if callable(set_active):
+            set_active(active)
 
     def on_epoch_begin(self, model: nn.Module, zeros_mask_dict: Any, meta: dict[str, Any], **kwargs: Any) -> None:
         self.is_last_epoch = is_last_firing(meta)
         self._step_window = "current_step" in meta
+        self._set_active(True)
+
+    def on_epoch_end(self, model: nn.Module, zeros_mask_dict: Any, meta: dict[str, Any], **kwargs: Any) -> None:
+        self._set_active(False)
 
     def before_backward_pass(
         self,
