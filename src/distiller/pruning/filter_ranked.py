@@ -13,17 +13,11 @@ import torch
 from distiller.pruning.base import register_pruner
 from distiller.pruning.ranked import CannotRankYet, RankedStructurePruner
 
-__all__ = ["BernoulliFilterPruner", "GradientRankedFilterPruner", "RandomRankedFilterPruner"]
+__all__ = ["BernoulliFilterPruner", "FilterRankedPruner", "GradientRankedFilterPruner", "RandomRankedFilterPruner"]
 
 
-@register_pruner
-class GradientRankedFilterPruner(RankedStructurePruner):
-    """Rank filters by the first-order Taylor estimate of the loss change, ``|sum(w * dL/dw)|``.
-
-    Molchanov et al. 2017. The original ranked by the signed sum; the magnitude is what the
-    Taylor criterion measures (a large negative sum is as important as a large positive one).
-    Parameters without a gradient yet keep their mask.
-    """
+class FilterRankedPruner(RankedStructurePruner):
+    """Filters only, with the original's five constructor arguments (YAML validates against them)."""
 
     supported_groups = ("3D", "Filters")
 
@@ -36,6 +30,17 @@ class GradientRankedFilterPruner(RankedStructurePruner):
         group_dependency: str | None = None,
     ) -> None:
         super().__init__(name, group_type, desired_sparsity, weights, group_dependency)
+
+
+
+@register_pruner
+class GradientRankedFilterPruner(FilterRankedPruner):
+    """Rank filters by the first-order Taylor estimate of the loss change, ``|sum(w * dL/dw)|``.
+
+    Molchanov et al. 2017. The original ranked by the signed sum; the magnitude is what the
+    Taylor criterion measures (a large negative sum is as important as a large positive one).
+    Parameters without a gradient yet keep their mask.
+    """
 
     def scores(self, param, param_name, meta):
         if param.grad is None:
@@ -45,27 +50,15 @@ class GradientRankedFilterPruner(RankedStructurePruner):
 
 
 @register_pruner
-class RandomRankedFilterPruner(RankedStructurePruner):
+class RandomRankedFilterPruner(FilterRankedPruner):
     """Prune a random choice of filters: the sanity baseline for the ranking criteria."""
-
-    supported_groups = ("3D", "Filters")
-
-    def __init__(
-        self,
-        name: str,
-        group_type: str,
-        desired_sparsity: float,
-        weights: str | Iterable[str],
-        group_dependency: str | None = None,
-    ) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency)
 
     def scores(self, param, param_name, meta):
         return torch.rand(param.shape[0], generator=self.generator)
 
 
 @register_pruner
-class BernoulliFilterPruner(RankedStructurePruner):
+class BernoulliFilterPruner(FilterRankedPruner):
     """Drop each filter independently with probability ``desired_sparsity`` (DropFilter).
 
     The surviving filters are scaled by ``n_filters / n_kept`` so the layer's expected output
@@ -73,18 +66,6 @@ class BernoulliFilterPruner(RankedStructurePruner):
     ``discard_masks_at_minibatch_end`` for DropFilter training. At least one filter always
     survives (the original divided by zero when none did).
     """
-
-    supported_groups = ("3D", "Filters")
-
-    def __init__(
-        self,
-        name: str,
-        group_type: str,
-        desired_sparsity: float,
-        weights: str | Iterable[str],
-        group_dependency: str | None = None,
-    ) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency)
 
     def keep_map(self, param, param_name, fraction, meta):
         if fraction <= 0:
