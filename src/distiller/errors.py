@@ -34,3 +34,7 @@ class CheckpointError(DistillerError):
 
 class GraphError(DistillerError):
     """A model graph cannot be built or queried."""
+
+
+class ExportError(DistillerError):
+    """A model or a report cannot be exported or written (ONNX file, graph drawing, output path)."""

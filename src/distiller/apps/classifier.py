@@ -20,6 +20,7 @@ from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_ep
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
 from distiller.apps.performance_tracker import SparsityAccuracyTracker
+from distiller.apps.reports import export_onnx_file, run_summary
 from distiller.checkpoint import load_checkpoint, load_lean_checkpoint, save_checkpoint
 from distiller.config import file_config
 from distiller.data import load_data
@@ -28,7 +29,7 @@ from distiller.distillation import build_kd_policy, create_teacher
 from distiller.errors import ConfigError
 from distiller.models import create_model, dataset_for_arch
 from distiller.scheduler import CompressionScheduler
-from distiller.summary import render_masks_sparsity_summary, render_sparsity_summary, sparsity_summary, write_csv
+from distiller.summary import render_masks_sparsity_summary
 from distiller.thinning import find_zero_conv_layers, resnet_cifar_remove_layers
 
 log = logging.getLogger(__name__)
@@ -318,15 +319,24 @@ class ClassifierApp:
 
 
     def summaries(self) -> ClassifierResult:
-        """``--summary``: tables of the (resumed) model; reads no data."""
+        """``--summary``: reports on the (resumed) model, in the order asked; reads no data."""
         reports = []
         for kind in self.opts.summary:
-            if kind == "sparsity":
-                table = sparsity_summary(self.model)
-                csv_path = write_csv(table, self.run_dir / "sparsity.csv")
-                self.saved.append(csv_path)
-                reports.append(render_sparsity_summary(table, title="Parameters:"))
+            report = run_summary(kind, self.model, self.run_dir, self.opts.arch)
+            self.saved.extend(report.saved)
+            if report.text is not None:
+                reports.append(report.text)
         return ClassifierResult(None, saved=list(self.saved), reports=reports)
+
+    def no_training(self) -> ClassifierResult:
+        """``--export-onnx`` alone: the model is exported as loaded (by the step that follows), not trained."""
+        return ClassifierResult(None, saved=list(self.saved))
+
+    def export_onnx(self, result: ClassifierResult) -> None:
+        """``--export-onnx [PATH]``: the last step of a run (DESIGN §7); reads no data."""
+        path = export_onnx_file(self.model, self.opts.export_onnx or "", self.run_dir, self.opts.arch)
+        self.saved.append(path)
+        result.saved.append(path)
 
     def evaluate_only(self) -> ClassifierResult:
         return ClassifierResult(self.test(), saved=list(self.saved))
@@ -336,14 +346,19 @@ class ClassifierApp:
 MODES = (
     ("summary", lambda o: bool(o.summary), ClassifierApp.summaries),
     ("evaluate", lambda o: o.evaluate, ClassifierApp.evaluate_only),
+    ("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.no_training),
     ("train", lambda o: True, ClassifierApp.train),
 )
 
+# Steps that follow the mode, in the order of DESIGN §7.
+STEPS = (("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.export_onnx),)
+
 
 def run_classifier(opts: ClassifierOptions, run_dir: Path) -> ClassifierResult:
-    """Run the app in the first mode the options ask for."""
+    """Run the app in the first mode the options ask for, then the steps that follow it."""
     app = ClassifierApp(opts, run_dir)
-    for _, applies, mode in MODES:
+    result = next(mode(app) for _, applies, mode in MODES if applies(opts))
+    for _, applies, step in STEPS:
         if applies(opts):
-            return mode(app)
-    raise AssertionError("the train mode always applies")
+            step(app, result)
+    return result

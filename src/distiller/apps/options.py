@@ -43,6 +43,7 @@ class ClassifierOptions:
     save_untrained_model: bool = False
     remove_zero_layers: bool = False
     summary: list[str] = field(default_factory=list)
+    export_onnx: str | None = None  # "" = the default file, <log dir>/<arch>.onnx
     masks_sparsity: bool = False
     compress: str | None = None
     kd_teacher: str | None = None

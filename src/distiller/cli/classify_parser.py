@@ -30,7 +30,7 @@ def _split_fraction(text: str) -> float:
     return value
 
 
-SUMMARY_CHOICES = ["sparsity"]
+SUMMARY_CHOICES = ["sparsity", "compute", "model", "modules", "png", "png_w_params"]
 
 
 def build_classify_parser(prog: str = "distiller classify") -> argparse.ArgumentParser:
@@ -75,7 +75,10 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
                    help="Bypass ResNet-CIFAR convolutions whose weights are all zero (the original's "
                         "resnet_cifar_remove_layers), as checkpoints fine-tuned after layer removal expect")
     p.add_argument("--summary", action="append", choices=SUMMARY_CHOICES, default=None,
-                   help="print a summary of the model, and exit (repeatable); reads no data")
+                   help="print a summary of the model instead of training (repeatable); reads no data")
+    p.add_argument("--export-onnx", metavar="PATH", nargs="?", const="", default=None,
+                   help="export the model to ONNX after any --evaluate/--summary (default file: <log dir>/<arch>.onnx; "
+                        "a relative PATH is taken under the log dir); reads no data")
     p.add_argument("--compress", metavar="COMPRESS", default=None,
                    help="compression schedule (YAML) to run; kept in the checkpoint, so --resume-from continues it")
     p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
@@ -155,6 +158,7 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         save_untrained_model=args.save_untrained_model,
         remove_zero_layers=args.remove_zero_layers,
         summary=list(args.summary or []),
+        export_onnx=args.export_onnx,
         masks_sparsity=args.masks_sparsity,
         compress=args.compress,
         config_files=[args.compress] if args.compress else [],

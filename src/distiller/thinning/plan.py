@@ -103,15 +103,35 @@ def _int_tuple(values: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+@dataclass(frozen=True)
+class TensorShift:
+    """Add ``values`` to the 1-D tensor ``tensor`` before slicing: the contribution of removed channels
+    that carried a constant, folded into a consumer's bias (or subtracted from a BatchNorm's mean)."""
+
+    tensor: str
+    values: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tensor": self.tensor, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorShift:
+        try:
+            return cls(str(data["tensor"]), tuple(float(v) for v in data["values"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"Malformed thinning shift {dict(data)!r}: {e!r}") from None
+
+
 @dataclass
 class ThinningPlan:
     """An ordered list of tensor slices that turns a dense model into a thinned one.
 
-    Slices apply in order, each to the tensor as the previous ones left it. Tensor names are
-    canonical (no ``module.`` element from DataParallel/DDP).
+    Shifts (folded constants) apply first, then slices in order, each to the tensor as the previous
+    ones left it. Tensor names are canonical (no ``module.`` element from DataParallel/DDP).
     """
 
     slices: list[TensorSlice] = field(default_factory=list)
+    shifts: list[TensorShift] = field(default_factory=list)
 
     def add(
         self,
@@ -138,7 +158,10 @@ class ThinningPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists, ints and strings only: safe to save, loadable with ``weights_only=True``."""
-        return {"format": PLAN_FORMAT, "slices": [s.to_dict() for s in self.slices]}
+        data: dict[str, Any] = {"format": PLAN_FORMAT, "slices": [s.to_dict() for s in self.slices]}
+        if self.shifts:
+            data["shifts"] = [s.to_dict() for s in self.shifts]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThinningPlan:
@@ -148,7 +171,10 @@ class ThinningPlan:
         fmt = data.get("format", PLAN_FORMAT)
         if fmt != PLAN_FORMAT:
             raise ConfigError(f"Unsupported thinning-plan format {fmt!r} (this version reads {PLAN_FORMAT!r}).")
-        return cls([TensorSlice.from_dict(s) for s in data["slices"]])
+        shifts = data.get("shifts") or []
+        if not isinstance(shifts, list):
+            raise ConfigError("The 'shifts' of a thinning plan must be a list.")
+        return cls([TensorSlice.from_dict(s) for s in data["slices"]], [TensorShift.from_dict(s) for s in shifts])
 
     @classmethod
     def from_legacy_recipe(cls, recipe: Any) -> ThinningPlan:
@@ -195,6 +221,10 @@ class ThinningPlan:
         mask_keys = {normalize_module_name(k): k for k in masks} if masks is not None else {}
         touched: dict[str, nn.Module] = {}
         with torch.no_grad():
+            for shift in self.shifts:
+                _, module, attr = targets[shift.tensor]
+                tensor = getattr(module, attr)
+                tensor.add_(torch.tensor(shift.values, dtype=tensor.dtype, device=tensor.device))
             for s in self.slices:
                 module_name, module, attr = targets[s.tensor]
                 current = getattr(module, attr)
@@ -208,9 +238,8 @@ class ThinningPlan:
                         _shrink_optimizer_state(optimizer, current, old_shape, s)
                 else:
                     setattr(module, attr, s.apply_to(current))
-                key = mask_keys.get(s.tensor)
-                if masks is not None and key is not None and masks[key] is not None and masks[key].shape == old_shape:
-                    masks[key] = s.apply_to(masks[key])
+                if masks is not None and s.tensor in mask_keys:
+                    _shrink_mask(masks, mask_keys[s.tensor], old_shape, s)
                 touched[module_name] = module
         for module_name, module in touched.items():
             sync_module_attributes(module, module_name)
@@ -224,6 +253,15 @@ class ThinningPlan:
 
     def _check(self, targets: dict[str, tuple[str, nn.Module, str]]) -> None:
         """Simulate the plan on ``meta`` tensors; raise before anything is changed."""
+        for shift in self.shifts:
+            if shift.tensor not in targets:
+                raise ModelError(f"The thinning plan shifts {shift.tensor!r}, which the model does not have.")
+            _, module, attr = targets[shift.tensor]
+            if tuple(getattr(module, attr).shape) != (len(shift.values),):
+                raise ModelError(
+                    f"The thinning plan shifts {shift.tensor} by {len(shift.values)} values, but it has shape "
+                    f"{tuple(getattr(module, attr).shape)}; the plan was made for another model."
+                )
         shapes: dict[str, torch.Size] = {}
         for s in self.slices:
             if s.tensor not in targets:
@@ -250,6 +288,19 @@ def _tensor_table(model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
         for attr, _ in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
             table[prefix + attr] = (canonical, module, attr)
     return table
+
+
+def _shrink_mask(masks: MutableMapping[str, Any], key: str, old_shape: torch.Size, s: TensorSlice) -> None:
+    """Slice a mask given as a tensor or as a masker (``.mask``, and a double copy if it keeps one)."""
+    value = masks[key]
+    if isinstance(value, torch.Tensor) or value is None:
+        if value is not None and value.shape == old_shape:
+            masks[key] = s.apply_to(value)
+        return
+    for attr in ("mask", "unmasked_copy"):
+        tensor = getattr(value, attr, None)
+        if isinstance(tensor, torch.Tensor) and tensor.shape == old_shape:
+            setattr(value, attr, s.apply_to(tensor))
 
 
 def _shrink_optimizer_state(
