@@ -9,6 +9,7 @@ from distiller.errors import (
     ConfigError,
     DataError,
     DistillerError,
+    ExportError,
     GraphError,
     ModelError,
     ScheduleError,
@@ -24,6 +25,8 @@ _LAZY = {
     "save_checkpoint": "distiller.checkpoint",
     "load_checkpoint": "distiller.checkpoint",
     "sparsity_summary": "distiller.summary",
+    "compute_summary": "distiller.summary",
+    "export_img_classifier_to_onnx": "distiller.export",
 }
 
 
@@ -41,6 +44,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DistillerError",
+    "ExportError",
     "GraphError",
     "ModelError",
     "Registry",

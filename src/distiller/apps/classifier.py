@@ -21,7 +21,8 @@ from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
 from distiller.apps.performance_tracker import SparsityAccuracyTracker
 from distiller.apps.reports import export_onnx_file, run_summary
-from distiller.checkpoint import load_checkpoint, load_lean_checkpoint, save_checkpoint
+from distiller.checkpoint import build_checkpoint, load_checkpoint, load_lean_checkpoint, save_checkpoint
+from distiller.checkpoint.save import atomic_save
 from distiller.config import file_config
 from distiller.data import load_data
 from distiller.determinism import derive_seed, seed_everything, set_deterministic
@@ -30,7 +31,7 @@ from distiller.errors import ConfigError
 from distiller.models import create_model, dataset_for_arch
 from distiller.scheduler import CompressionScheduler
 from distiller.summary import render_masks_sparsity_summary
-from distiller.thinning import find_zero_conv_layers, resnet_cifar_remove_layers
+from distiller.thinning import find_zero_conv_layers, resnet_cifar_remove_layers, thin_model
 
 log = logging.getLogger(__name__)
 
@@ -341,11 +342,39 @@ class ClassifierApp:
     def evaluate_only(self) -> ClassifierResult:
         return ClassifierResult(self.test(), saved=list(self.saved))
 
+    def thinnify(self) -> None:
+        """``--thinnify``: remove the resumed checkpoint's masked (or all-zero) filters and channels and
+        save the smaller model as ``<log dir>/<checkpoint stem>_thinned.pth.tar``."""
+        source = self.opts.resume_from or self.opts.exp_load_weights_from
+        if not source:
+            raise ConfigError("--thinnify thins a trained model: give it with --resume-from CHECKPOINT.")
+        masks = self.scheduler.masks if any(m.mask is not None for m in self.scheduler.masks.values()) else None
+        before = sum(p.numel() for p in self.model.parameters())
+        dataset = None if getattr(self.model, "input_shape", None) else self.dataset
+        report = thin_model(self.model, masks, dataset=dataset, optimizer=self.optimizer)
+        after = sum(p.numel() for p in self.model.parameters())
+        log.info("Thinning removed %d channels in %d groups: parameters %d -> %d%s", report.num_removed,
+                 len(report.removed), before, after,
+                 f" ({sum(report.kept_reasons.values())} masked channels kept: {report.kept_reasons})"
+                 if report.kept_reasons else "")
+        stem = Path(source).name.removesuffix(".pth.tar").removesuffix(".pth")
+        path = self.run_dir / f"{stem}_thinned.pth.tar"
+        checkpoint = build_checkpoint(
+            model=self.model, arch=self.opts.arch, dataset=self.dataset, epoch=max(self.start_epoch - 1, 0),
+            optimizer=self.optimizer, scheduler_state=self.scheduler.state_dict(), extras=dict(self.resumed_extras),
+        )
+        atomic_save(checkpoint, path)
+        self.saved.append(path)
+
+    def thinnify_only(self) -> ClassifierResult:
+        return ClassifierResult(None, saved=list(self.saved))
+
 
 # The app's modes, tried in order; the first that applies runs (DESIGN §5).
 MODES = (
     ("summary", lambda o: bool(o.summary), ClassifierApp.summaries),
     ("evaluate", lambda o: o.evaluate, ClassifierApp.evaluate_only),
+    ("thinnify", lambda o: o.thinnify, ClassifierApp.thinnify_only),
     ("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.no_training),
     ("train", lambda o: True, ClassifierApp.train),
 )
@@ -357,6 +386,8 @@ STEPS = (("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.expo
 def run_classifier(opts: ClassifierOptions, run_dir: Path) -> ClassifierResult:
     """Run the app in the first mode the options ask for, then the steps that follow it."""
     app = ClassifierApp(opts, run_dir)
+    if opts.thinnify:  # load -> thinnify -> the other modes (DESIGN §7)
+        app.thinnify()
     result = next(mode(app) for _, applies, mode in MODES if applies(opts))
     for _, applies, step in STEPS:
         if applies(opts):

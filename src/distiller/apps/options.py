@@ -42,6 +42,7 @@ class ClassifierOptions:
     reset_optimizer: bool = False
     save_untrained_model: bool = False
     remove_zero_layers: bool = False
+    thinnify: bool = False
     summary: list[str] = field(default_factory=list)
     export_onnx: str | None = None  # "" = the default file, <log dir>/<arch>.onnx
     masks_sparsity: bool = False

@@ -74,6 +74,9 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
     p.add_argument("--remove-zero-layers", action="store_true",
                    help="Bypass ResNet-CIFAR convolutions whose weights are all zero (the original's "
                         "resnet_cifar_remove_layers), as checkpoints fine-tuned after layer removal expect")
+    p.add_argument("--thinnify", action="store_true",
+                   help="remove the masked (or all-zero) filters and channels of the --resume-from checkpoint "
+                        "and save the smaller model to <log dir>/<checkpoint stem>_thinned.pth.tar")
     p.add_argument("--summary", action="append", choices=SUMMARY_CHOICES, default=None,
                    help="print a summary of the model instead of training (repeatable); reads no data")
     p.add_argument("--export-onnx", metavar="PATH", nargs="?", const="", default=None,
@@ -157,6 +160,7 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         reset_optimizer=args.reset_optimizer,
         save_untrained_model=args.save_untrained_model,
         remove_zero_layers=args.remove_zero_layers,
+        thinnify=args.thinnify,
         summary=list(args.summary or []),
         export_onnx=args.export_onnx,
         masks_sparsity=args.masks_sparsity,

@@ -14,10 +14,13 @@ needs nothing else, while the ``torch.export``-based one also needs ``onnxscript
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,31 @@ def unwrap_parallel(model: nn.Module) -> nn.Module:
     while isinstance(model, _PARALLEL):
         model = model.module
     return model
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Drop what native code writes to file descriptor 1 meanwhile.
+
+    On failure the TorchScript exporter dumps its whole IR graph to the process's stdout from C++
+    (PyTorch 2.14), which ``contextlib.redirect_stdout`` cannot catch; the library never prints, and
+    the exception already says what failed.
+    """
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no usable fd 1 (embedded interpreters)
+        saved = None
+    if saved is None:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _require(module: str, extra: str) -> None:
@@ -111,7 +139,7 @@ def export_img_classifier_to_onnx(
     }
     with atomic_output(path, "ONNX file") as tmp:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _native_stdout_silenced():
                 # The TorchScript exporter is chosen on purpose (see the module docstring).
                 warnings.simplefilter("ignore", DeprecationWarning)
                 torch.onnx.export(exported, (example_input.detach().cpu(),), str(tmp), **kwargs)

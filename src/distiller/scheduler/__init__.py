@@ -44,3 +44,6 @@ __all__ = [
     "Window",
     "make_window",
 ]
+
+# Thinning extensions (StructureRemover, FilterRemover, ChannelRemover) register into EXTENSIONS.
+import distiller.thinning.extensions  # noqa: E402, F401
