@@ -102,3 +102,19 @@ def test_activation_ranked_pruner_gets_statistics_from_the_app(run_cli):
     for name, filters in (("conv1.weight", 16), ("conv2.weight", 32)):
         zero = int((state[name].flatten(1).abs().sum(1) == 0).sum())
         assert zero == int(0.4 * filters), name
+
+
+def test_full_flow_mnist_pruning_with_thinning(run_cli):
+    """The original's full-flow test 6: one-shot + AGP filter pruning, FilterRemover at epoch 2, >= 98%."""
+    run = run_cli("classify", "-a", "simplenet_mnist", "--epochs", "3", "--lr", "0.05", "--deterministic", "-j", "0",
+                  "--compress", SCHEDULES / "simplenet_mnist_thinning.yaml", require(MNIST_DIR))
+    assert run.code == 0, run.err
+    assert run.result()[0] >= 98.0
+    ckpt = _checkpoint(run)
+    assert ckpt["state_dict"]["conv1.weight"].shape[0] == 18  # 10% of 20 filters removed
+    assert ckpt["state_dict"]["conv2.weight"].shape[:2] == (40, 18)  # 20% of 50 filters removed
+    assert len(ckpt["thinning_plans"]) == 1
+    again = run_cli("classify", "-a", "simplenet_mnist", "--evaluate", "--resume-from",
+                    run.log_dir() / "checkpoint.pth.tar", "-j", "0", require(MNIST_DIR))
+    assert again.code == 0, again.err
+    assert abs(again.result()[0] - run.result()[0]) < 0.01

@@ -203,10 +203,10 @@ def test_depthwise_convolution_changes_groups():
     torch.testing.assert_close(model(x[:, [0, 3]]), expected)
 
 
-def test_grouped_convolution_is_refused():
+def test_grouped_convolution_with_unequal_groups_is_refused():
     model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2, bias=False))
     with pytest.raises(ModelError, match="grouped convolution"):
-        ThinningPlan().add("0.weight", 0, [0, 1]).apply(model)
+        ThinningPlan().add("0.weight", 0, [0, 1, 2]).apply(model)
 
 
 def test_from_legacy_recipe_normalizes_names_and_drops_stored_attributes():

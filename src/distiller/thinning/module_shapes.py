@@ -57,12 +57,13 @@ def _conv_attributes(module: nn.Module, name: str, shapes: Shapes) -> dict[str, 
         out_c, new_groups = weight[0], weight[0] // multiplier
         in_c = new_groups
     else:
+        # Grouped: plans from the channel groups remove the same positions from every group.
         out_c, in_c, new_groups = weight[0], weight[1] * groups, groups
-    if new_groups == groups and groups != 1 and (in_c, out_c) != (module.in_channels, module.out_channels):
-        raise ModelError(
-            f"Cannot thin grouped convolution {name} (groups={groups}): only dense (groups=1) and depthwise "
-            "convolutions can change their number of channels."
-        )
+        if out_c % groups:
+            raise ModelError(
+                f"Cannot thin grouped convolution {name} (groups={groups}) to {out_c} filters: every group must "
+                "keep the same number of filters."
+            )
     _check_bias(name, shapes, out_c)
     return {"in_channels": in_c, "out_channels": out_c, "groups": new_groups}
 
