@@ -72,3 +72,64 @@ def coupled_group_masks(
                                  device=mask.device)
             mask.index_fill_(member.dim, index, 0)
     return masks
+
+
+class CoupledRanking:
+    """``group_dependency: Coupled`` for ranked structure pruners: a listed filter (or channel) tensor
+    is pruned by ranking its whole coupled group jointly, so every member loses the same channels and
+    the result can be thinned. One ranking per group per pruning round."""
+
+    def __init__(self) -> None:
+        self._coupling: tuple[tuple, object] | None = None  # (parameter shapes, ChannelCoupling)
+        self._round: dict[int, list[int]] = {}
+        self._seen: set[str] = set()
+
+    def _groups(self, model: torch.nn.Module, dataset: str | None):
+        from distiller.graph import build_graph  # the graph imports torch.fx; only coupled pruning needs it
+        from distiller.graph.coupling import channel_coupling
+
+        shapes = tuple(tuple(p.shape) for p in model.parameters())
+        if self._coupling is None or self._coupling[0] != shapes:  # thinning changes the structure
+            self._coupling = (shapes, channel_coupling(build_graph(model, dataset)))
+        return self._coupling[1]
+
+    def partner(self, param_name: str, listed: Sequence[str], dim: int, model: torch.nn.Module,
+                dataset: str | None = None) -> str | None:
+        """A listed tensor that shares a prunable group with ``param_name`` (along ``dim``), if any:
+        every producer of a group a listed tensor is in is pruned with it."""
+        for group in self._groups(model, dataset).groups:
+            names = {m.tensor for m in group.members if m.dim == dim and m.role == ("producer" if dim == 0 else "consumer")}
+            if group.prunable and param_name in names:
+                return next((n for n in listed if n in names), None)
+        return None
+
+    def mask(self, param: torch.Tensor, param_name: str, fraction: float, dim: int, *,
+             model: torch.nn.Module | None, dataset: str | None = None, p: float = 1.0) -> torch.Tensor | None:
+        """The mask of ``param`` (its structures along ``dim``), or None when it is in no prunable group."""
+        if model is None:
+            raise ConfigError("group_dependency: Coupled needs the model; the scheduler passes it in 'meta'.")
+        if param_name in self._seen:  # a new round: re-rank
+            self._seen.clear()
+            self._round.clear()
+        self._seen.add(param_name)
+        coupling = self._groups(model, dataset)
+        tensors = {k: v.detach() for k, v in model.named_parameters()}
+        from distiller.naming import normalize_module_name
+
+        tensors = {normalize_module_name(k): v for k, v in tensors.items()}
+        mask = None
+        for group in coupling.groups:
+            member = next((m for m in group.members if m.tensor == param_name and m.dim == dim), None)
+            if member is None or not group.prunable:
+                continue
+            if group.index not in self._round:
+                self._round[group.index] = channels_to_prune(group, tensors, fraction,
+                                                             criterion="l2" if p == 2 else "l1")
+            chosen = self._round[group.index]
+            if mask is None:
+                mask = torch.ones_like(param)
+            if chosen:
+                index = torch.tensor([i for c in chosen for i in member.positions[c]], dtype=torch.long,
+                                     device=param.device)
+                mask.index_fill_(dim, index, 0)
+        return mask

@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from distiller.errors import ConfigError
+from distiller.naming import normalize_module_name
 from distiller.pruning.base import Pruner, RoundCache, find_parameter, register_pruner
+from distiller.pruning.coupled import CoupledRanking
 from distiller.pruning.rates import ConstantRate, RandomRangeRate, check_fraction
 from distiller.sparsity.criteria import num_structs_to_prune, structure_level_binary_map
 from distiller.sparsity.granularity import Granularity, granularity_from_name
@@ -82,7 +84,9 @@ class RankedStructurePruner(Pruner):
             the original's ranked pruners.
         desired_sparsity: fraction of structures to prune.
         weights: the parameters to prune.
-        group_dependency: ``"Leader"`` to prune every listed tensor like the first one.
+        group_dependency: ``"Leader"`` to prune every listed tensor like the first one; ``"Coupled"``
+            to rank each listed tensor's coupled channel group jointly (every filter that adds into a
+            residual stage, with the channels that read it), so that the result thins exactly.
         group_size: adjacent structures ranked and pruned together (e.g. channels in multiples of 8).
         rounding_fn: how the structure count is rounded (``floor``, ``ceil``, ``round``).
         noise: ε of the ε-greedy ranking noise (0 = rank by score only).
@@ -110,8 +114,8 @@ class RankedStructurePruner(Pruner):
                 f"{type(self).__name__} {name!r} supports group_type {' or '.join(self.supported_groups)}; "
                 f"got {group_type!r}."
             )
-        if group_dependency not in (None, "Leader"):
-            raise ConfigError(f"group_dependency must be 'Leader' or absent; got {group_dependency!r}.")
+        if group_dependency not in (None, "Leader", "Coupled"):
+            raise ConfigError(f"group_dependency must be 'Leader', 'Coupled' or absent; got {group_dependency!r}.")
         if int(group_size) < 1:
             raise ConfigError(f"group_size must be a positive integer; got {group_size!r}.")
         self.group_type = group_type
@@ -123,6 +127,9 @@ class RankedStructurePruner(Pruner):
         self.desired_sparsity = desired_sparsity
         self.generator: torch.Generator | None = None  # None: the global RNG (seeded by torch.manual_seed)
         self._leader = RoundCache()
+        self._coupled = CoupledRanking() if group_dependency == "Coupled" else None
+        if self._coupled is not None and str(self.granularity) not in ("Filters", "Channels"):
+            raise ConfigError(f"group_dependency: Coupled ranks filters or channels; got group_type {group_type!r}.")
 
     @property
     def desired_sparsity(self) -> float:
@@ -194,7 +201,31 @@ class RankedStructurePruner(Pruner):
             scores=scores,
         )
 
+    def set_param_mask(self, param, param_name, zeros_mask_dict, meta):
+        """With ``group_dependency: Coupled``, the other filters (channels) of a listed tensor's group
+        are pruned too, at the listed tensor's rate: a group can only be thinned as a whole."""
+        name = normalize_module_name(param_name)
+        model = (meta or {}).get("model")
+        if self._coupled is None or self.is_supported(name) or model is None or not param.dim() > 1:
+            return super().set_param_mask(param, param_name, zeros_mask_dict, meta)
+        dim = 0 if str(self.granularity) == "Filters" else 1
+        partner = self._coupled.partner(name, self.params_names or [], dim, model, meta.get("dataset"))
+        target = None if partner is None else self.target(partner, meta)
+        if target is None:
+            return None
+        mask = self.make_mask(param, name, target, zeros_mask_dict[param_name].mask, meta)
+        if mask is not None:
+            zeros_mask_dict[param_name].mask = mask
+        return None
+
     def make_mask(self, param, param_name, target, current_mask, meta):
+        if self._coupled is not None:
+            if target <= 0:
+                return None
+            dim = 0 if str(self.granularity) == "Filters" else 1
+            meta = meta or {}
+            return self._coupled.mask(param, param_name, target, dim, model=meta.get("model"),
+                                      dataset=meta.get("dataset"), p=2 if self.p == 2 else 1)
         if self.group_dependency == "Leader":
             keep = self._leader_keep_map(param, param_name, meta)
             if keep is not None and keep.numel() != self.granularity.num_structures(param.shape):
