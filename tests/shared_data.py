@@ -44,6 +44,13 @@ class CliRun:
         assert match, f"last Top1 line is not the result line: {lines[-1]!r}"
         return tuple(float(g) for g in match.groups())
 
+    def saved(self, name: str) -> Path:
+        """The path of a ``Saved: PATH`` line whose file is called ``name``."""
+        paths = [Path(m) for m in re.findall(r"^Saved: (.+)$", self.out, re.MULTILINE)]
+        match = [p for p in paths if p.name == name]
+        assert match, f"no 'Saved: .../{name}' in output:\n{self.out}"
+        return match[0]
+
     def log_dir(self) -> Path:
         match = re.search(r"^Log dir: (.+)$", self.out, re.MULTILINE)
         assert match, self.out

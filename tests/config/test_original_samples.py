@@ -1,8 +1,7 @@
 """Every schedule of the original in ../shared/reference/original-samples loads unchanged.
 
-Each file validates against its architecture. Files whose classes come with later issues (thinning
-extensions with the graph issue, quantizers with the quantization issues) are expected failures
-until those classes are registered; a second test checks everything else in them with stand-ins.
+Each file validates against its architecture. Files whose classes come with later issues
+(quantizers with the quantization issues) are expected failures until those classes are registered; a second test checks everything else in them with stand-ins.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ SCHEDULES = {
     "resnet18_imagenet_post_train.yaml": "resnet18",
 }
 LATER = {
-    "FilterRemover": "thinning extensions come with the graph issue",
-    "ChannelRemover": "thinning extensions come with the graph issue",
     "PACTQuantizer": "PACTQuantizer comes with the QAT issue",
     "PostTrainLinearQuantizer": "PostTrainLinearQuantizer comes with the post-training quantization issue",
 }
