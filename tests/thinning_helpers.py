@@ -39,8 +39,15 @@ class Thinned:
         return float((self.output - self.reference).abs().max() / self.reference.abs().max())
 
 
-def mask_and_thin(model: nn.Module, x: torch.Tensor, *, fraction: float = 0.5, seed: int = 0,
-                  roles=("producer", "consumer"), criterion: str = "random") -> Thinned:
+def mask_and_thin(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    fraction: float = 0.5,
+    seed: int = 0,
+    roles=("producer", "consumer"),
+    criterion: str = "random",
+) -> Thinned:
     """Randomize BN, mask ``fraction`` of every coupled group, thin, and compare outputs on ``x``."""
     generator = torch.Generator().manual_seed(seed)
     model.eval()
@@ -48,8 +55,9 @@ def mask_and_thin(model: nn.Module, x: torch.Tensor, *, fraction: float = 0.5, s
     graph = build_graph(model, example=x[:1])
     coupling = channel_coupling(graph)
     tensors = {k: v.detach() for k, v in model.named_parameters()}
-    masks = coupled_group_masks(coupling.prunable, tensors, fraction, criterion=criterion, roles=roles,
-                                generator=generator)
+    masks = coupled_group_masks(
+        coupling.prunable, tensors, fraction, criterion=criterion, roles=roles, generator=generator
+    )
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name in masks:
@@ -59,5 +67,12 @@ def mask_and_thin(model: nn.Module, x: torch.Tensor, *, fraction: float = 0.5, s
     report = thin_model(model, masks, example=x)
     with torch.no_grad():
         output = model(x)
-    return Thinned(reference, output, params_before, sum(p.numel() for p in model.parameters()),
-                   graph.total_macs, ModelGraph(model, x[:1]).total_macs, report)
+    return Thinned(
+        reference,
+        output,
+        params_before,
+        sum(p.numel() for p in model.parameters()),
+        graph.total_macs,
+        ModelGraph(model, x[:1]).total_macs,
+        report,
+    )

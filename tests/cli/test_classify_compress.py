@@ -38,8 +38,15 @@ def test_resumed_schedule_is_bit_equal(run_cli, tmp_path):
     part = run_cli("classify", *DIGITS, "--epochs", "2", "--compress", schedule, out_dir=tmp_path / "part")
     assert full.code == 0 and part.code == 0, (full.err, part.err)
     # No --compress: the schedule stored in the checkpoint continues.
-    resumed = run_cli("classify", *DIGITS, "--epochs", "4", "--resume-from", part.log_dir() / "checkpoint.pth.tar",
-                      out_dir=tmp_path / "resumed")
+    resumed = run_cli(
+        "classify",
+        *DIGITS,
+        "--epochs",
+        "4",
+        "--resume-from",
+        part.log_dir() / "checkpoint.pth.tar",
+        out_dir=tmp_path / "resumed",
+    )
     assert resumed.code == 0, resumed.err
     assert "Continuing the compression schedule" in resumed.out
     expected, actual = _checkpoint(full), _checkpoint(resumed)
@@ -49,8 +56,11 @@ def test_resumed_schedule_is_bit_equal(run_cli, tmp_path):
     masks_actual = actual["compression_sched"]["masks_dict"]
     for key, mask in masks_expected.items():
         assert (mask is None and masks_actual[key] is None) or torch.equal(mask, masks_actual[key]), key
-    assert expected["optimizer_state_dict"]["param_groups"][0]["lr"] == actual["optimizer_state_dict"][
-        "param_groups"][0]["lr"] == 0.1 * 0.5**2
+    assert (
+        expected["optimizer_state_dict"]["param_groups"][0]["lr"]
+        == actual["optimizer_state_dict"]["param_groups"][0]["lr"]
+        == 0.1 * 0.5**2
+    )
 
 
 def test_bad_schedule_is_a_clear_error(run_cli, tmp_path):
@@ -64,9 +74,24 @@ def test_bad_schedule_is_a_clear_error(run_cli, tmp_path):
 def test_knowledge_distillation_flags(run_cli, tmp_path):
     teacher = run_cli("classify", *DIGITS, "--epochs", "3", out_dir=tmp_path / "teacher")
     assert teacher.code == 0, teacher.err
-    student = run_cli("classify", *DIGITS, "--epochs", "2", "--kd-teacher", "simplenet_digits",
-                      "--kd-resume", teacher.log_dir() / "checkpoint.pth.tar", "--kd-temp", "4",
-                      "--kd-dw", "0.7", "--kd-sw", "0.3", "--kd-tw", "0.1")
+    student = run_cli(
+        "classify",
+        *DIGITS,
+        "--epochs",
+        "2",
+        "--kd-teacher",
+        "simplenet_digits",
+        "--kd-resume",
+        teacher.log_dir() / "checkpoint.pth.tar",
+        "--kd-temp",
+        "4",
+        "--kd-dw",
+        "0.7",
+        "--kd-sw",
+        "0.3",
+        "--kd-tw",
+        "0.1",
+    )
     assert student.code == 0, student.err
     assert "Knowledge distillation from simplenet_digits" in student.out
     assert student.result()[0] > 80.0
@@ -82,8 +107,21 @@ def test_validate_prints_the_plan(run_cli):
 
 def test_full_flow_mnist_pruning(run_cli):
     """The original's full-flow test 6 without thinning: 3 epochs, >= 98% with the sparsities met."""
-    run = run_cli("classify", "-a", "simplenet_mnist", "--epochs", "3", "--lr", "0.05", "--deterministic", "-j", "0",
-                  "--compress", SCHEDULES / "simplenet_mnist_pruning.yaml", require(MNIST_DIR))
+    run = run_cli(
+        "classify",
+        "-a",
+        "simplenet_mnist",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--deterministic",
+        "-j",
+        "0",
+        "--compress",
+        SCHEDULES / "simplenet_mnist_pruning.yaml",
+        require(MNIST_DIR),
+    )
     assert run.code == 0, run.err
     assert run.result()[0] >= 98.0
     state = _checkpoint(run)["state_dict"]
@@ -106,15 +144,37 @@ def test_activation_ranked_pruner_gets_statistics_from_the_app(run_cli):
 
 def test_full_flow_mnist_pruning_with_thinning(run_cli):
     """The original's full-flow test 6: one-shot + AGP filter pruning, FilterRemover at epoch 2, >= 98%."""
-    run = run_cli("classify", "-a", "simplenet_mnist", "--epochs", "3", "--lr", "0.05", "--deterministic", "-j", "0",
-                  "--compress", SCHEDULES / "simplenet_mnist_thinning.yaml", require(MNIST_DIR))
+    run = run_cli(
+        "classify",
+        "-a",
+        "simplenet_mnist",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "--deterministic",
+        "-j",
+        "0",
+        "--compress",
+        SCHEDULES / "simplenet_mnist_thinning.yaml",
+        require(MNIST_DIR),
+    )
     assert run.code == 0, run.err
     assert run.result()[0] >= 98.0
     ckpt = _checkpoint(run)
     assert ckpt["state_dict"]["conv1.weight"].shape[0] == 18  # 10% of 20 filters removed
     assert ckpt["state_dict"]["conv2.weight"].shape[:2] == (40, 18)  # 20% of 50 filters removed
     assert len(ckpt["thinning_plans"]) == 1
-    again = run_cli("classify", "-a", "simplenet_mnist", "--evaluate", "--resume-from",
-                    run.log_dir() / "checkpoint.pth.tar", "-j", "0", require(MNIST_DIR))
+    again = run_cli(
+        "classify",
+        "-a",
+        "simplenet_mnist",
+        "--evaluate",
+        "--resume-from",
+        run.log_dir() / "checkpoint.pth.tar",
+        "-j",
+        "0",
+        require(MNIST_DIR),
+    )
     assert again.code == 0, again.err
     assert abs(again.result()[0] - run.result()[0]) < 0.01

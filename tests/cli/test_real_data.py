@@ -28,8 +28,9 @@ LEGACY_CASES = [
 def test_original_checkpoints_keep_their_accuracy(run_cli, filename, flags, expected):
     ckpt = require(CHECKPOINTS / filename)
     data = require(CIFAR10_DIR)
-    run = run_cli("classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", ckpt, *flags, "-j", "0",
-                  "-b", "500", data)
+    run = run_cli(
+        "classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", ckpt, *flags, "-j", "0", "-b", "500", data
+    )
     assert run.code == 0, run.err
     top1, _, _ = run.result()
     assert abs(top1 - expected) <= 0.05, run.out
@@ -38,15 +39,37 @@ def test_original_checkpoints_keep_their_accuracy(run_cli, filename, flags, expe
 
 def test_zero_layers_warning_suggests_the_flag(run_cli):
     ckpt = require(CHECKPOINTS / "checkpoint_trained_4D_regularized_5Lremoved_finetuned.pth.tar")
-    run = run_cli("classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", ckpt, "-j", "0",
-                  "--etes", "500", require(CIFAR10_DIR))
+    run = run_cli(
+        "classify",
+        "-a",
+        "resnet20_cifar",
+        "--evaluate",
+        "--resume-from",
+        ckpt,
+        "-j",
+        "0",
+        "--etes",
+        "500",
+        require(CIFAR10_DIR),
+    )
     assert run.code == 0
     assert "--remove-zero-layers" in run.out and "layer1.0.conv1" in run.out
 
 
 def test_simplenet_mnist_two_epochs(run_cli):
-    run = run_cli("classify", "-a", "simplenet_mnist", "--epochs", "2", "--lr", "0.05", "--deterministic",
-                  "-j", "0", require(MNIST_DIR))
+    run = run_cli(
+        "classify",
+        "-a",
+        "simplenet_mnist",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--deterministic",
+        "-j",
+        "0",
+        require(MNIST_DIR),
+    )
     assert run.code == 0, run.err
     assert run.result()[0] >= 98.0
 
@@ -62,13 +85,35 @@ def test_thinned_original_checkpoint_trains_and_round_trips(run_cli, tmp_path):
     """A thinned legacy checkpoint resumes, trains, and is saved in our format with its thinning plans."""
     ckpt = require(CHECKPOINTS / "checkpoint_trained_channel_regularized_resnet20_finetuned.pth.tar")
     data = require(CIFAR10_DIR)
-    train = run_cli("classify", "-a", "resnet20_cifar", "--resume-from", ckpt, "--reset-optimizer", "--epochs", "1",
-                    "--lr", "0.0", "--etrs", "64", "--evs", "64", "--etes", "1000", "-j", "0", "-b", "64", data,
-                    out_dir=tmp_path / "train")
+    train = run_cli(
+        "classify",
+        "-a",
+        "resnet20_cifar",
+        "--resume-from",
+        ckpt,
+        "--reset-optimizer",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.0",
+        "--etrs",
+        "64",
+        "--evs",
+        "64",
+        "--etes",
+        "1000",
+        "-j",
+        "0",
+        "-b",
+        "64",
+        data,
+        out_dir=tmp_path / "train",
+    )
     assert train.code == 0, train.err
     saved = train.log_dir() / "checkpoint.pth.tar"
-    again = run_cli("classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", saved, "--etes", "1000",
-                    "-j", "0", data)
+    again = run_cli(
+        "classify", "-a", "resnet20_cifar", "--evaluate", "--resume-from", saved, "--etes", "1000", "-j", "0", data
+    )
     assert again.code == 0, again.err
     assert again.result() == train.result()
     import torch
@@ -89,8 +134,20 @@ def test_thinnify_channel_regularized_checkpoint_keeps_accuracy_and_cuts_macs(ru
     """The original's channel-regularized dense ResNet-20: its zero channels go, top-1 stays 90.81,
     and the thinned model needs 26.6% fewer MACs (what the original reports for this recipe)."""
     ckpt = require(CHECKPOINTS / "checkpoint_trained_ch_regularized_dense.pth.tar")
-    run = run_cli("classify", "-a", "resnet20_cifar", "--thinnify", "--evaluate", "--resume-from", ckpt, "-j", "0",
-                  "-b", "500", require(CIFAR10_DIR))
+    run = run_cli(
+        "classify",
+        "-a",
+        "resnet20_cifar",
+        "--thinnify",
+        "--evaluate",
+        "--resume-from",
+        ckpt,
+        "-j",
+        "0",
+        "-b",
+        "500",
+        require(CIFAR10_DIR),
+    )
     assert run.code == 0, run.err
     assert abs(run.result()[0] - 90.81) <= 0.05
     thinned = run.saved("checkpoint_trained_ch_regularized_dense_thinned.pth.tar")

@@ -1,7 +1,8 @@
 """Every schedule of the original in ../shared/reference/original-samples loads unchanged.
 
 Each file validates against its architecture. Files whose classes come with later issues
-(quantizers with the quantization issues) are expected failures until those classes are registered; a second test checks everything else in them with stand-ins.
+(quantizers with the quantization issues) are expected failures until those classes are registered;
+a second test checks everything else in them with stand-ins.
 """
 
 from __future__ import annotations

@@ -27,8 +27,12 @@ def test_resnet20_groups_follow_the_residual_stages():
     assert {"layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample.0"} <= set(stage1.layers("consumer"))
     assert "bn1" in stage1.layers("passive")
     stage3 = coupling.group_of("layer3.0.downsample.0")[0]
-    assert set(stage3.layers("producer")) == {"layer3.0.conv2", "layer3.0.downsample.0", "layer3.1.conv2",
-                                              "layer3.2.conv2"}
+    assert set(stage3.layers("producer")) == {
+        "layer3.0.conv2",
+        "layer3.0.downsample.0",
+        "layer3.1.conv2",
+        "layer3.2.conv2",
+    }
     assert stage3.layers("consumer")[-1] == "fc"
     logits = coupling.group_of("fc")[0]
     assert not logits.prunable and "output" in logits.blocked
@@ -128,8 +132,9 @@ def test_grouped_convolution_removes_the_same_position_in_every_group():
     assert set(halves[1].layers("consumer")) == {"b"}
 
 
-@pytest.mark.parametrize(("model", "shape"), [(Inception, (3, 3, 5)), (MobileSE, (3, 8, 8)),
-                                              (GroupedShuffle, (3, 6, 6))])
+@pytest.mark.parametrize(
+    ("model", "shape"), [(Inception, (3, 3, 5)), (MobileSE, (3, 8, 8)), (GroupedShuffle, (3, 6, 6))]
+)
 def test_thinned_structures_compute_the_masked_function(model, shape):
     torch.manual_seed(0)
     result = mask_and_thin(model(), torch.randn(4, *shape))

@@ -15,12 +15,22 @@ from distiller.thinning.extensions import StructureRemover
 SCHEDULE = {
     "version": 1,
     "pruners": {
-        "filters": {"class": "L1RankedStructureParameterPruner", "group_type": "Filters",
-                    "desired_sparsity": 0.5, "group_dependency": "Coupled",
-                    "weights": ["conv1.weight", "conv2.weight"]},
+        "filters": {
+            "class": "L1RankedStructureParameterPruner",
+            "group_type": "Filters",
+            "desired_sparsity": 0.5,
+            "group_dependency": "Coupled",
+            "weights": ["conv1.weight", "conv2.weight"],
+        },
     },
-    "extensions": {"thinner": {"class": "FilterRemover", "thinning_func_str": "remove_filters",
-                               "arch": "simplenet_digits", "dataset": "digits"}},
+    "extensions": {
+        "thinner": {
+            "class": "FilterRemover",
+            "thinning_func_str": "remove_filters",
+            "arch": "simplenet_digits",
+            "dataset": "digits",
+        }
+    },
     "policies": [
         {"pruner": {"instance_name": "filters"}, "epochs": [0]},
         {"extension": {"instance_name": "thinner"}, "epochs": [1]},

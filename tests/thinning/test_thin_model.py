@@ -12,7 +12,14 @@ from distiller.graph import build_graph
 from distiller.graph.coupling import channel_coupling
 from distiller.models import create_model
 from distiller.scheduler import CompressionScheduler
-from distiller.thinning import ThinningPlan, contract_model, plan_from_masks, remove_channels, remove_filters, thin_model
+from distiller.thinning import (
+    ThinningPlan,
+    contract_model,
+    plan_from_masks,
+    remove_channels,
+    remove_filters,
+    thin_model,
+)
 from thinning_helpers import mask_and_thin, randomize_batchnorm
 
 ACCEPTANCE_MODELS = [
@@ -63,8 +70,16 @@ def test_filter_pruned_channels_fold_their_constant_into_the_consumer():
 
 
 def test_constant_into_a_bias_free_conv_goes_to_the_next_batchnorm():
-    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 4, 1, bias=False),
-                          nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 2),
+    )
     randomize_batchnorm(model, torch.Generator().manual_seed(3))
     model.eval()
     with torch.no_grad():

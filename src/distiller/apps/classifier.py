@@ -154,7 +154,8 @@ class ClassifierApp:
             log.warning(
                 "%d convolution layer(s) have all-zero weights (%s). If the checkpoint was fine-tuned with "
                 "those layers removed, pass --remove-zero-layers to bypass them.",
-                len(zero), ", ".join(zero),
+                len(zero),
+                ", ".join(zero),
             )
 
     def _schedule_file(self) -> Path | None:
@@ -180,8 +181,11 @@ class ClassifierApp:
             self.schedule = (path.name, path.read_text())
         if o.kd_teacher:
             teacher = create_teacher(
-                o.kd_teacher, getattr(self.model, "dataset", None), pretrained=o.kd_pretrained,
-                checkpoint=o.kd_resume, device=self.device,
+                o.kd_teacher,
+                getattr(self.model, "dataset", None),
+                pretrained=o.kd_pretrained,
+                checkpoint=o.kd_resume,
+                device=self.device,
             )
             policy = build_kd_policy(
                 self.model, teacher, o.kd_temperature, o.kd_distill_wt, o.kd_student_wt, o.kd_teacher_wt
@@ -210,8 +214,11 @@ class ClassifierApp:
             self.model(inputs.to(self.device))
         for collector in collectors:
             collector.stop()
-        log.info("Activation statistics (%s) primed on %d training samples",
-                 ", ".join(c.stat_name for c in collectors), len(calibration.sampler))
+        log.info(
+            "Activation statistics (%s) primed on %d training samples",
+            ", ".join(c.stat_name for c in collectors),
+            len(calibration.sampler),
+        )
 
     def _data(self, test_only: bool):
         o = self.opts
@@ -237,9 +244,7 @@ class ClassifierApp:
     def test(self, loaders=None) -> EvalResult:
         loaders = loaders or self._data(test_only=True)
         num_classes = loaders.num_classes if self.opts.confusion else None
-        return evaluate(
-            self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test"
-        )
+        return evaluate(self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test")
 
     def _save(self, epoch: int, is_best: bool, current: EvalResult, name: str | None = None) -> None:
         best = self.tracker.best()
@@ -295,15 +300,28 @@ class ClassifierApp:
             for collector in collectors:  # pruners read these at the next epoch's beginning
                 collector.reset().start()
             train = train_one_epoch(
-                self.model, loaders.train, self.criterion, self.optimizer, self.scheduler, epoch,
-                self.device, o.print_freq, o.progress,
+                self.model,
+                loaders.train,
+                self.criterion,
+                self.optimizer,
+                self.scheduler,
+                epoch,
+                self.device,
+                o.print_freq,
+                o.progress,
             )
             for collector in collectors:
                 collector.stop()
             valid = evaluate(self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid")
             log.info(
                 "Epoch %d: train loss %.4f, train top-1 %.3f | valid top-1 %.3f, top-5 %.3f, loss %.4f (%.1fs)",
-                epoch, train.losses["Overall Loss"], train.top1, valid.top1, valid.top5, valid.loss, train.seconds,
+                epoch,
+                train.losses["Overall Loss"],
+                train.top1,
+                valid.top1,
+                valid.top5,
+                valid.loss,
+                train.seconds,
             )
             self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": valid.loss, "max": valid.top1})
             self.tracker.step(self.model, epoch, valid.top1, valid.top5)
@@ -317,7 +335,6 @@ class ClassifierApp:
         test = self.test(loaders)
         best = self.tracker.best()
         return ClassifierResult(test, history, list(self.saved), best.describe() if best else None)
-
 
     def summaries(self) -> ClassifierResult:
         """``--summary``: reports on the (resumed) model, in the order asked; reads no data."""
@@ -353,15 +370,26 @@ class ClassifierApp:
         dataset = None if getattr(self.model, "input_shape", None) else self.dataset
         report = thin_model(self.model, masks, dataset=dataset, optimizer=self.optimizer)
         after = sum(p.numel() for p in self.model.parameters())
-        log.info("Thinning removed %d channels in %d groups: parameters %d -> %d%s", report.num_removed,
-                 len(report.removed), before, after,
-                 f" ({sum(report.kept_reasons.values())} masked channels kept: {report.kept_reasons})"
-                 if report.kept_reasons else "")
+        log.info(
+            "Thinning removed %d channels in %d groups: parameters %d -> %d%s",
+            report.num_removed,
+            len(report.removed),
+            before,
+            after,
+            f" ({sum(report.kept_reasons.values())} masked channels kept: {report.kept_reasons})"
+            if report.kept_reasons
+            else "",
+        )
         stem = Path(source).name.removesuffix(".pth.tar").removesuffix(".pth")
         path = self.run_dir / f"{stem}_thinned.pth.tar"
         checkpoint = build_checkpoint(
-            model=self.model, arch=self.opts.arch, dataset=self.dataset, epoch=max(self.start_epoch - 1, 0),
-            optimizer=self.optimizer, scheduler_state=self.scheduler.state_dict(), extras=dict(self.resumed_extras),
+            model=self.model,
+            arch=self.opts.arch,
+            dataset=self.dataset,
+            epoch=max(self.start_epoch - 1, 0),
+            optimizer=self.optimizer,
+            scheduler_state=self.scheduler.state_dict(),
+            extras=dict(self.resumed_extras),
         )
         atomic_save(checkpoint, path)
         self.saved.append(path)

@@ -28,37 +28,172 @@ ZERO = -2
 but padding does not hide the channels next to it."""
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
-               nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_BATCH_NORM = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
 _LAYOUT = {
-    "view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "cat",
-    "concat", "stack", "split", "chunk", "getitem", "expand", "expand_as", "t", "narrow", "unbind",
-    "repeat", "roll", "flip", "unflatten", "movedim", "swapaxes", "clone", "detach", "to", "type_as",
-    "float", "half", "channel_shuffle", "native_channel_shuffle", "view_as", "reshape_as", "tensor_split",
+    "view",
+    "reshape",
+    "flatten",
+    "permute",
+    "transpose",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "cat",
+    "concat",
+    "stack",
+    "split",
+    "chunk",
+    "getitem",
+    "expand",
+    "expand_as",
+    "t",
+    "narrow",
+    "unbind",
+    "repeat",
+    "roll",
+    "flip",
+    "unflatten",
+    "movedim",
+    "swapaxes",
+    "clone",
+    "detach",
+    "to",
+    "type_as",
+    "float",
+    "half",
+    "channel_shuffle",
+    "native_channel_shuffle",
+    "view_as",
+    "reshape_as",
+    "tensor_split",
 }
-_ELEMENTWISE_BINARY = {"add", "add_", "iadd", "sub", "sub_", "mul", "mul_", "imul", "div", "div_", "truediv",
-                       "maximum", "minimum", "rsub"}
+_ELEMENTWISE_BINARY = {
+    "add",
+    "add_",
+    "iadd",
+    "sub",
+    "sub_",
+    "mul",
+    "mul_",
+    "imul",
+    "div",
+    "div_",
+    "truediv",
+    "maximum",
+    "minimum",
+    "rsub",
+}
 _ELEMENTWISE_UNARY = {
-    "relu", "relu_", "relu6", "gelu", "silu", "silu_", "sigmoid", "sigmoid_", "tanh", "hardswish", "hardsigmoid",
-    "hardtanh", "leaky_relu", "elu", "selu", "celu", "mish", "softplus", "dropout", "dropout2d", "alpha_dropout",
-    "feature_alpha_dropout", "clamp", "clamp_", "clip", "abs", "neg", "exp", "sqrt", "pow", "square", "erf",
-    "stochastic_depth", "identity", "log", "floor", "ceil", "round",
+    "relu",
+    "relu_",
+    "relu6",
+    "gelu",
+    "silu",
+    "silu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "hardswish",
+    "hardsigmoid",
+    "hardtanh",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "mish",
+    "softplus",
+    "dropout",
+    "dropout2d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "clamp",
+    "clamp_",
+    "clip",
+    "abs",
+    "neg",
+    "exp",
+    "sqrt",
+    "pow",
+    "square",
+    "erf",
+    "stochastic_depth",
+    "identity",
+    "log",
+    "floor",
+    "ceil",
+    "round",
 }
 _ELEMENTWISE_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh,
-    nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.PReLU, nn.Dropout, nn.Dropout1d,
-    nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.Mish,
+    nn.Softplus,
+    nn.PReLU,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
 )
 _SPATIAL_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
-    nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.LPPool2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Upsample,
+    nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d,
+    nn.ZeroPad2d,
+    nn.ConstantPad2d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad2d,
+    nn.LPPool2d,
 )
 _SPATIAL_FUNCTIONS = {
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-    "adaptive_max_pool3d", "interpolate", "upsample", "pad", "max_pool2d_with_indices",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+    "interpolate",
+    "upsample",
+    "pad",
+    "max_pool2d_with_indices",
 }
 _REDUCTIONS = {"mean", "sum", "amax", "amin", "std", "var"}
 
@@ -148,9 +283,17 @@ def _meta_shape(node: fx.Node) -> tuple[int, ...] | None:
 
 def _op_name(node: fx.Node) -> str:
     if node.op == "call_function":
-        special = {operator.add: "add", operator.iadd: "iadd", operator.mul: "mul", operator.imul: "imul",
-                   operator.sub: "sub", operator.truediv: "truediv", operator.getitem: "getitem",
-                   operator.matmul: "matmul", operator.neg: "neg"}
+        special = {
+            operator.add: "add",
+            operator.iadd: "iadd",
+            operator.mul: "mul",
+            operator.imul: "imul",
+            operator.sub: "sub",
+            operator.truediv: "truediv",
+            operator.getitem: "getitem",
+            operator.matmul: "matmul",
+            operator.neg: "neg",
+        }
         return special.get(node.target, getattr(node.target, "__name__", str(node.target)))
     return str(node.target)
 
@@ -191,7 +334,6 @@ class SlotPropagator(fx.Interpreter):
     def _reduce(self, name: str, args: tuple, kwargs: dict) -> torch.Tensor | None:
         ids = args[0]
         dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
         if dims is None:
             return self._opaque(args, kwargs, f"{name} over all dimensions")
         dims = sorted({d % ids.dim() for d in ([dims] if isinstance(dims, int) else dims)})
@@ -288,8 +430,9 @@ class SlotPropagator(fx.Interpreter):
             vector = channel_vector(ids, 1)
             if vector is None:
                 return self._opaque(args, kwargs, f"{layer} normalizes mixed channels")
-            self._members(module, layer, vector, "passive", dim=0, names=("weight", "bias", "running_mean",
-                                                                             "running_var"))
+            self._members(
+                module, layer, vector, "passive", dim=0, names=("weight", "bias", "running_mean", "running_var")
+            )
             return ids
         if isinstance(module, _ELEMENTWISE_MODULES):
             if isinstance(module, nn.PReLU) and module.num_parameters > 1:
@@ -311,8 +454,9 @@ class SlotPropagator(fx.Interpreter):
 
     # --- layers ---------------------------------------------------------------------------------------
 
-    def _members(self, module: nn.Module, layer: str, vector: torch.Tensor, role: str, dim: int,
-                 names: tuple[str, ...]) -> None:
+    def _members(
+        self, module: nn.Module, layer: str, vector: torch.Tensor, role: str, dim: int, names: tuple[str, ...]
+    ) -> None:
         for attr in names:
             t = getattr(module, attr, None)
             if isinstance(t, torch.Tensor) and t.dim() > dim and t.shape[dim] == vector.numel():
@@ -362,8 +506,9 @@ class SlotPropagator(fx.Interpreter):
         return _along(out, -1, out_shape)
 
 
-def propagate_slots(gm: fx.GraphModule, names: dict[fx.Node, str], canonical: dict[str, str],
-                    example_input: torch.Tensor) -> SlotAnalysis:
+def propagate_slots(
+    gm: fx.GraphModule, names: dict[fx.Node, str], canonical: dict[str, str], example_input: torch.Tensor
+) -> SlotAnalysis:
     """Run the slot propagation over ``gm`` (which ShapeProp annotated for ``example_input``)."""
     propagator = SlotPropagator(gm, names, canonical)
     with torch.no_grad():

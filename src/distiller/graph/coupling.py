@@ -66,23 +66,48 @@ class ChannelGroup:
                 out.append(tensors[m.tensor].index_select(m.dim, index))
         return out
 
-    def importance(self, tensors: Mapping[str, torch.Tensor], p: float = 1.0, reduce: str = "sum",
-                   roles: Sequence[str] = ("producer", "consumer")) -> torch.Tensor:
+    def per_channel(self, member: GroupMember, values: torch.Tensor) -> torch.Tensor:
+        """Sum ``values`` (one per index of ``member``'s dim) over each channel's positions."""
+        channels = torch.tensor([c for c, ps in enumerate(member.positions) for _ in ps], dtype=torch.long)
+        flat = torch.tensor([p for ps in member.positions for p in ps], dtype=torch.long)
+        out = torch.zeros(self.num_channels, dtype=values.dtype)
+        return out.index_add_(0, channels, values.cpu()[flat])
+
+    def importance(
+        self,
+        tensors: Mapping[str, torch.Tensor],
+        p: float = 1.0,
+        reduce: str = "sum",
+        roles: Sequence[str] = ("producer", "consumer"),
+    ) -> torch.Tensor:
         """Score of every channel: the ``p``-norms of its slices in the members of ``roles`` (weights
         only), combined by ``reduce`` (``sum``, ``mean`` or ``max``). Ranks a coupled group jointly."""
-        weights = {k: v for k, v in tensors.items() if k.endswith("weight")}
-        scores = []
-        for channel in range(self.num_channels):
-            norms = torch.stack([s.detach().float().norm(p) for s in self.slices(weights, channel, roles)])
-            if reduce == "sum":
-                scores.append(norms.sum())
-            elif reduce == "mean":
-                scores.append(norms.mean())
-            elif reduce == "max":
-                scores.append(norms.max())
-            else:
-                raise GraphError(f"Unknown group-importance reduction {reduce!r}; use sum, mean or max.")
-        return torch.stack(scores) if scores else torch.zeros(0)
+        if reduce not in ("sum", "mean", "max"):
+            raise GraphError(f"Unknown group-importance reduction {reduce!r}; use sum, mean or max.")
+        norms = []
+        for m in self.members:
+            if m.role in roles and m.tensor.endswith("weight") and m.tensor in tensors:
+                t = tensors[m.tensor].detach().float()
+                powered = (
+                    t.abs().pow(p).sum(dim=[d for d in range(t.dim()) if d != m.dim]) if t.dim() > 1 else t.abs().pow(p)
+                )
+                norms.append(self.per_channel(m, powered).pow(1.0 / p))
+        if not norms:
+            return torch.zeros(self.num_channels)
+        stacked = torch.stack(norms)
+        return {"sum": stacked.sum, "mean": stacked.mean, "max": lambda dim: stacked.amax(dim)}[reduce](0)
+
+    def zero_channels(self, tensors: Mapping[str, torch.Tensor], role: str) -> torch.Tensor:
+        """Per channel: whether every ``role`` weight slice of it is zero (False when it has none)."""
+        found = False
+        nonzero = torch.zeros(self.num_channels)
+        for m in self.members:
+            if m.role == role and m.tensor.endswith("weight") and m.tensor in tensors:
+                t = tensors[m.tensor].detach()
+                counts = (t != 0).sum(dim=[d for d in range(t.dim()) if d != m.dim]) if t.dim() > 1 else (t != 0)
+                nonzero += self.per_channel(m, counts.float())
+                found = True
+        return (nonzero == 0) if found else torch.zeros(self.num_channels, dtype=torch.bool)
 
     def describe(self) -> str:
         state = "prunable" if self.prunable else f"blocked: {self.blocked or 'no filters to remove'}"
@@ -172,9 +197,7 @@ def channel_coupling(graph: ModelGraph) -> ChannelCoupling:
             functional operations that couple channels).
     """
     if graph.fx_module is None:
-        raise GraphError(
-            f"Channel coupling needs a torch.fx trace of the model, which failed: {graph.trace_error}"
-        )
+        raise GraphError(f"Channel coupling needs a torch.fx trace of the model, which failed: {graph.trace_error}")
     canonical = {name: normalize_module_name(name) for name, _ in graph.model.named_modules()}
     names = {node.fx_node: name for name, node in graph.nodes.items()}
     analysis = propagate_slots(graph.fx_module, names, canonical, graph.example_input)

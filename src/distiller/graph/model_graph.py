@@ -23,9 +23,18 @@ from distiller.graph.capture import capture_by_hooks, trace_fx
 from distiller.graph.macs import matmul_macs, module_macs
 from distiller.naming import normalize_module_name
 
-_FUNCTION_NAMES = {operator.add: "add", operator.iadd: "add", operator.mul: "mul", operator.imul: "mul",
-                   operator.sub: "sub", operator.truediv: "div", operator.getitem: "getitem",
-                   operator.matmul: "matmul", operator.floordiv: "floordiv", operator.neg: "neg"}
+_FUNCTION_NAMES = {
+    operator.add: "add",
+    operator.iadd: "add",
+    operator.mul: "mul",
+    operator.imul: "mul",
+    operator.sub: "sub",
+    operator.truediv: "div",
+    operator.getitem: "getitem",
+    operator.matmul: "matmul",
+    operator.floordiv: "floordiv",
+    operator.neg: "neg",
+}
 
 
 @dataclass
@@ -44,8 +53,9 @@ class GraphNode:
     fx_node: Any = field(default=None, repr=False, compare=False)
 
 
-def example_input(model: nn.Module, dataset: str | None = None, batch_size: int = 1,
-                  device: torch.device | str | None = None) -> torch.Tensor:
+def example_input(
+    model: nn.Module, dataset: str | None = None, batch_size: int = 1, device: torch.device | str | None = None
+) -> torch.Tensor:
     """A random input of the shape the model takes: ``model.input_shape``, or the dataset's.
 
     Raises:
@@ -120,10 +130,16 @@ class ModelGraph:
         for node in gm.graph.nodes:
             name, kind, module_name, op_type, params, macs = self._describe(node, modules, calls)
             graph_node = GraphNode(
-                name=name, op_type=op_type, kind=kind, module_name=module_name,
+                name=name,
+                op_type=op_type,
+                kind=kind,
+                module_name=module_name,
                 inputs=[self._fx_names[n] for n in node.all_input_nodes],
                 input_shapes=[_shape(n) for n in node.all_input_nodes],
-                output_shape=_shape(node), params=params, macs=macs, fx_node=node,
+                output_shape=_shape(node),
+                params=params,
+                macs=macs,
+                fx_node=node,
             )
             self._fx_names[node] = name
             self.nodes[name] = graph_node
@@ -176,9 +192,14 @@ class ModelGraph:
             params = [f"{canonical}.{p}" for p, _ in call.module.named_parameters(recurse=False)]
             in_shape = call.input_shapes[0] if call.input_shapes else None
             self.nodes[name] = GraphNode(
-                name, type(call.module).__name__, "module", canonical,
+                name,
+                type(call.module).__name__,
+                "module",
+                canonical,
                 inputs=["input" if i < 0 else names[i] for i in call.inputs],
-                input_shapes=list(call.input_shapes), output_shape=call.output_shape, params=params,
+                input_shapes=list(call.input_shapes),
+                output_shape=call.output_shape,
+                params=params,
                 macs=module_macs(call.module, in_shape, call.output_shape),
             )
 
@@ -237,7 +258,8 @@ class ModelGraph:
         module_types = {node.op_type for node in self.nodes.values() if node.kind == "module"}
         return {
             n: (self.predecessors(n, module_types), self.successors(n, module_types))
-            for n, node in self.nodes.items() if node.kind == "module"
+            for n, node in self.nodes.items()
+            if node.kind == "module"
         }
 
     def layers_topological_order(self) -> list[str]:
@@ -284,8 +306,9 @@ class ModelGraph:
         raise GraphError(f"The model has no module {canonical!r}.")
 
 
-def build_graph(model: nn.Module, dataset: str | None = None, example: torch.Tensor | None = None,
-                **kwargs: Any) -> ModelGraph:
+def build_graph(
+    model: nn.Module, dataset: str | None = None, example: torch.Tensor | None = None, **kwargs: Any
+) -> ModelGraph:
     """``ModelGraph`` of ``model`` on ``example`` or on a batch of one from ``dataset``/``model.input_shape``."""
     if example is None:
         example = example_input(model, dataset)

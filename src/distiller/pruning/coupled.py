@@ -60,16 +60,14 @@ def coupled_group_masks(
     for group in groups:
         if not group.prunable:
             continue
-        chosen = channels_to_prune(group, tensors, fraction, criterion=criterion, reduce=reduce,
-                                   generator=generator)
+        chosen = channels_to_prune(group, tensors, fraction, criterion=criterion, reduce=reduce, generator=generator)
         if not chosen:
             continue
         for member in group.members:
             if member.role not in roles or not member.tensor.endswith("weight") or member.tensor not in tensors:
                 continue
             mask = masks.setdefault(member.tensor, torch.ones_like(tensors[member.tensor]))
-            index = torch.tensor([p for c in chosen for p in member.positions[c]], dtype=torch.long,
-                                 device=mask.device)
+            index = torch.tensor([p for c in chosen for p in member.positions[c]], dtype=torch.long, device=mask.device)
             mask.index_fill_(member.dim, index, 0)
     return masks
 
@@ -93,18 +91,30 @@ class CoupledRanking:
             self._coupling = (shapes, channel_coupling(build_graph(model, dataset)))
         return self._coupling[1]
 
-    def partner(self, param_name: str, listed: Sequence[str], dim: int, model: torch.nn.Module,
-                dataset: str | None = None) -> str | None:
+    def partner(
+        self, param_name: str, listed: Sequence[str], dim: int, model: torch.nn.Module, dataset: str | None = None
+    ) -> str | None:
         """A listed tensor that shares a prunable group with ``param_name`` (along ``dim``), if any:
         every producer of a group a listed tensor is in is pruned with it."""
         for group in self._groups(model, dataset).groups:
-            names = {m.tensor for m in group.members if m.dim == dim and m.role == ("producer" if dim == 0 else "consumer")}
+            names = {
+                m.tensor for m in group.members if m.dim == dim and m.role == ("producer" if dim == 0 else "consumer")
+            }
             if group.prunable and param_name in names:
                 return next((n for n in listed if n in names), None)
         return None
 
-    def mask(self, param: torch.Tensor, param_name: str, fraction: float, dim: int, *,
-             model: torch.nn.Module | None, dataset: str | None = None, p: float = 1.0) -> torch.Tensor | None:
+    def mask(
+        self,
+        param: torch.Tensor,
+        param_name: str,
+        fraction: float,
+        dim: int,
+        *,
+        model: torch.nn.Module | None,
+        dataset: str | None = None,
+        p: float = 1.0,
+    ) -> torch.Tensor | None:
         """The mask of ``param`` (its structures along ``dim``), or None when it is in no prunable group."""
         if model is None:
             raise ConfigError("group_dependency: Coupled needs the model; the scheduler passes it in 'meta'.")
@@ -123,13 +133,15 @@ class CoupledRanking:
             if member is None or not group.prunable:
                 continue
             if group.index not in self._round:
-                self._round[group.index] = channels_to_prune(group, tensors, fraction,
-                                                             criterion="l2" if p == 2 else "l1")
+                self._round[group.index] = channels_to_prune(
+                    group, tensors, fraction, criterion="l2" if p == 2 else "l1"
+                )
             chosen = self._round[group.index]
             if mask is None:
                 mask = torch.ones_like(param)
             if chosen:
-                index = torch.tensor([i for c in chosen for i in member.positions[c]], dtype=torch.long,
-                                     device=param.device)
+                index = torch.tensor(
+                    [i for c in chosen for i in member.positions[c]], dtype=torch.long, device=param.device
+                )
                 mask.index_fill_(dim, index, 0)
         return mask

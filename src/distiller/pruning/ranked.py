@@ -224,8 +224,15 @@ class RankedStructurePruner(Pruner):
                 return None
             dim = 0 if str(self.granularity) == "Filters" else 1
             meta = meta or {}
-            return self._coupled.mask(param, param_name, target, dim, model=meta.get("model"),
-                                      dataset=meta.get("dataset"), p=2 if self.p == 2 else 1)
+            return self._coupled.mask(
+                param,
+                param_name,
+                target,
+                dim,
+                model=meta.get("model"),
+                dataset=meta.get("dataset"),
+                p=2 if self.p == 2 else 1,
+            )
         if self.group_dependency == "Leader":
             keep = self._leader_keep_map(param, param_name, meta)
             if keep is not None and keep.numel() != self.granularity.num_structures(param.shape):

@@ -62,28 +62,45 @@ def thin_model(
     if report.approximate:
         log.warning(
             "Folded constants of removed channels into zero-padded convolutions %s: exact away from the "
-            "feature-map borders only.", ", ".join(report.approximate))
+            "feature-map borders only.",
+            ", ".join(report.approximate),
+        )
     return report
 
 
-def remove_filters(model: nn.Module, zeros_mask_dict: Any = None, arch: str | None = None,
-                   dataset: str | None = None, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+def remove_filters(
+    model: nn.Module,
+    zeros_mask_dict: Any = None,
+    arch: str | None = None,
+    dataset: str | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> nn.Module:
     """Remove masked filters and the channels they fed (the original's ``remove_filters``)."""
     del arch  # the original needed it for its dummy input; the model's own input shape serves now
     thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode="filters")
     return model
 
 
-def remove_channels(model: nn.Module, zeros_mask_dict: Any = None, arch: str | None = None,
-                    dataset: str | None = None, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+def remove_channels(
+    model: nn.Module,
+    zeros_mask_dict: Any = None,
+    arch: str | None = None,
+    dataset: str | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> nn.Module:
     """Remove masked input channels and the filters that produced them (the original's ``remove_channels``)."""
     del arch
     thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode="channels")
     return model
 
 
-def contract_model(model: nn.Module, zeros_mask_dict: Any = None, arch: str | None = None,
-                   dataset: str | None = None, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+def contract_model(
+    model: nn.Module,
+    zeros_mask_dict: Any = None,
+    arch: str | None = None,
+    dataset: str | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> nn.Module:
     """Remove masked filters and masked channels (the original's ``contract_model``)."""
     del arch
     thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode="both")

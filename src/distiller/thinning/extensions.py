@@ -33,8 +33,14 @@ class StructureRemover(ExtensionPolicy):
         dataset: the dataset whose input shape the graph is traced with (default: the model's own).
     """
 
-    def __init__(self, thinning_func_str: str, arch: str | None = None, dataset: str | None = None,
-                 model: nn.Module | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        thinning_func_str: str,
+        arch: str | None = None,
+        dataset: str | None = None,
+        model: nn.Module | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__()
         if thinning_func_str not in THINNING_FUNCTIONS:
             raise ConfigError(
@@ -51,18 +57,32 @@ class StructureRemover(ExtensionPolicy):
     def on_epoch_begin(self, model: nn.Module, zeros_mask_dict: Any, meta: dict[str, Any], **kwargs: Any) -> None:
         self.done_this_epoch = False
 
-    def on_minibatch_begin(self, model: nn.Module, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
-                           zeros_mask_dict: Any, meta: dict[str, Any],
-                           optimizer: torch.optim.Optimizer | None = None) -> None:
+    def on_minibatch_begin(
+        self,
+        model: nn.Module,
+        epoch: int,
+        minibatch_id: int,
+        minibatches_per_epoch: int,
+        zeros_mask_dict: Any,
+        meta: dict[str, Any],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
         if self.done_this_epoch:
             return
         self.done_this_epoch = True
         dataset = self.dataset if getattr(model, "input_shape", None) is None else None
-        report = thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer or meta.get("optimizer"),
-                            mode=self.mode)
+        report = thin_model(
+            model, zeros_mask_dict, dataset=dataset, optimizer=optimizer or meta.get("optimizer"), mode=self.mode
+        )
         self.reports.append(report)
-        log.info("%s (%s) at epoch %d: removed %d channels in %d groups", self.name or type(self).__name__,
-                 self.thinning_func_str, epoch, report.num_removed, len(report.removed))
+        log.info(
+            "%s (%s) at epoch %d: removed %d channels in %d groups",
+            self.name or type(self).__name__,
+            self.thinning_func_str,
+            epoch,
+            report.num_removed,
+            len(report.removed),
+        )
 
     def on_epoch_end(self, model: nn.Module, zeros_mask_dict: Any, meta: dict[str, Any], **kwargs: Any) -> None:
         self.done_this_epoch = False

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distiller.errors import ModelError
-from distiller.graph.coupling import ChannelCoupling, ChannelGroup, GroupMember, channel_coupling
+from distiller.graph.coupling import ChannelCoupling, ChannelGroup, channel_coupling
 from distiller.graph.model_graph import ModelGraph
 from distiller.naming import normalize_module_name
 from distiller.thinning.plan import TensorShift, ThinningPlan
@@ -61,13 +61,6 @@ def _masked_tensors(model: nn.Module, masks: Mapping[str, Any] | None) -> dict[s
     return tensors
 
 
-def _all_zero(group: ChannelGroup, weights: Mapping[str, torch.Tensor], channel: int, role: str) -> bool:
-    """Whether every ``role`` weight slice of ``channel`` is zero (biases do not count: a filter
-    with only a bias left produces a constant, which is folded)."""
-    slices = group.slices(weights, channel, (role,))
-    return bool(slices) and all(not torch.count_nonzero(s) for s in slices)
-
-
 def _consumer_inputs(model: nn.Module, layers: set[str], example: torch.Tensor) -> dict[str, torch.Tensor]:
     """The input each layer in ``layers`` receives when ``model`` runs on ``example`` (eval mode)."""
     captured: dict[str, torch.Tensor] = {}
@@ -75,8 +68,9 @@ def _consumer_inputs(model: nn.Module, layers: set[str], example: torch.Tensor) 
     for raw, module in model.named_modules():
         name = normalize_module_name(raw)
         if name in layers:
-            handles.append(module.register_forward_pre_hook(
-                lambda m, args, n=name: captured.setdefault(n, args[0].detach())))
+            handles.append(
+                module.register_forward_pre_hook(lambda m, args, n=name: captured.setdefault(n, args[0].detach()))
+            )
     training = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -106,7 +100,7 @@ def _consumer_response(module: nn.Module, dim_positions: list[int], values: torc
     if isinstance(module, nn.Linear):
         return weight[:, dim_positions] @ values.to(weight.dtype)
     groups = module.groups
-    in_per, out_per = weight.shape[1], weight.shape[0] // groups
+    in_per = weight.shape[1]
     spatial = weight.shape[2:]
     dilation = module.dilation
     extent = [d * (k - 1) + 1 for d, k in zip(dilation, spatial)]
@@ -115,7 +109,6 @@ def _consumer_response(module: nn.Module, dim_positions: list[int], values: torc
         for p, v in zip(dim_positions, values.tolist()):
             x[0, g * in_per + p] = v
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(spatial)]
-    del out_per
     return conv(x, weight, None, 1, 0, dilation, groups).reshape(-1)
 
 
@@ -137,8 +130,14 @@ def _fold_target(graph: ModelGraph, layer: str, module: nn.Module) -> tuple[str,
 class _Folder:
     """Accumulates the constants of filter-pruned channels into the consumers' fold targets."""
 
-    def __init__(self, graph: ModelGraph, model: nn.Module, tensors: Mapping[str, torch.Tensor],
-                 masks: Mapping[str, Any] | None, example: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        graph: ModelGraph,
+        model: nn.Module,
+        tensors: Mapping[str, torch.Tensor],
+        masks: Mapping[str, Any] | None,
+        example: torch.Tensor | None,
+    ) -> None:
         self.graph = graph
         self.model = model
         self.tensors = tensors
@@ -148,7 +147,10 @@ class _Folder:
         self.shifts: dict[str, torch.Tensor] = {}
         self.approximate: set[str] = set()
 
-    def _capture(self, layers: set[str]) -> None:
+    def capture(self, layers: set[str]) -> None:
+        """Record the inputs of ``layers`` on the masked model (once, for every group to fold)."""
+        if not layers:
+            return
         masked = copy.deepcopy(self.model)
         with torch.no_grad():
             for name, p in [*masked.named_parameters(), *masked.named_buffers()]:
@@ -165,7 +167,7 @@ class _Folder:
         """Fold ``channels`` of ``group`` into its consumers; returns why not, or None when done."""
         consumers = group.consumers
         if self.inputs is None or any(m.layer not in self.inputs for m in consumers):
-            self._capture({m.layer for m in consumers} | set(self.inputs or {}))
+            self.capture({m.layer for m in consumers} | set(self.inputs or {}))
         planned: list[tuple[str, torch.Tensor, str | None]] = []
         for member in consumers:
             module = self.graph.model.get_submodule(self.graph._raw_module_name(member.layer))
@@ -228,18 +230,23 @@ def plan_from_masks(
         raise ModelError(f"Unknown thinning mode {mode!r}; use one of {', '.join(MODES)}.")
     coupling = coupling or channel_coupling(graph)
     tensors = _masked_tensors(graph.model, masks)
-    weights = {k: v for k, v in tensors.items() if k.endswith("weight")}
     folder = _Folder(graph, graph.model, tensors, masks, example)
     report = ThinningReport(ThinningPlan())
     removed_positions: dict[tuple[str, int], set[int]] = {}
     sizes: dict[tuple[str, int], int] = {}
+    decisions = []
     for group in coupling.prunable:
-        by_consumers, by_producers = [], []
-        for c in range(group.num_channels):
-            if mode != "filters" and group.consumers and _all_zero(group, weights, c, "consumer"):
-                by_consumers.append(c)
-            elif mode != "channels" and _all_zero(group, weights, c, "producer"):
-                by_producers.append(c)
+        unread = group.zero_channels(tensors, "consumer") if mode != "filters" else torch.zeros(0, dtype=torch.bool)
+        unmade = group.zero_channels(tensors, "producer") if mode != "channels" else torch.zeros(0, dtype=torch.bool)
+        by_consumers = unread.nonzero().flatten().tolist() if unread.numel() else []
+        by_producers = [
+            c
+            for c in (unmade.nonzero().flatten().tolist() if unmade.numel() else [])
+            if not (unread.numel() and unread[c])
+        ]
+        decisions.append((group, by_consumers, by_producers))
+    folder.capture({m.layer for group, _, made in decisions if made for m in group.consumers})
+    for group, by_consumers, by_producers in decisions:
         if by_producers:
             reason = folder.fold(group, by_producers)
             if reason is not None:
@@ -268,8 +275,3 @@ def plan_from_masks(
         keep = [i for i in range(sizes[(tensor, dim)]) if i not in positions]
         plan.add(tensor, dim, keep)
     return report
-
-
-def member_positions(member: GroupMember, channels: list[int]) -> list[int]:
-    """The indices of ``member`` that carry ``channels``."""
-    return sorted(p for c in channels for p in member.positions[c])
