@@ -188,3 +188,15 @@ def test_checkpoint_replays_the_plan_with_folded_constants(tmp_path):
     torch.testing.assert_close(fresh.eval()(x), expected)
     data = ThinningPlan.from_dict(model.thinning_plans[0].to_dict())
     assert data == model.thinning_plans[0] and data.shifts
+
+
+def test_data_parallel_wrapped_model_thins_with_canonical_names():
+    model = _masked_simplenet()
+    with torch.no_grad():
+        model.conv1.weight[:, :, :, :] = 0
+        model.conv1.weight[0, 0, 0, 0] = 1.0
+        model.conv1.weight[3, 0, 0, 0] = 1.0
+    wrapped = nn.DataParallel(model)
+    report = thin_model(wrapped, dataset="cifar10")
+    assert report.num_removed == 4 and model.conv1.out_channels == 2
+    assert all(not s.tensor.startswith("module.") for s in report.plan.slices)

@@ -98,6 +98,8 @@ class ModelGraph:
     """
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor, *, allow_fallback: bool = True) -> None:
+        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module  # the wrapper only scatters; names are canonical anyway
         self.model = model
         self.example_input = example_input
         self.nodes: dict[str, GraphNode] = {}

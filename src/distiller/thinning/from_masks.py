@@ -135,13 +135,11 @@ class _Folder:
         graph: ModelGraph,
         model: nn.Module,
         tensors: Mapping[str, torch.Tensor],
-        masks: Mapping[str, Any] | None,
         example: torch.Tensor | None,
     ) -> None:
         self.graph = graph
         self.model = model
         self.tensors = tensors
-        self.masks = masks
         self.example = example
         self.inputs: dict[str, torch.Tensor] | None = None
         self.shifts: dict[str, torch.Tensor] = {}
@@ -230,7 +228,7 @@ def plan_from_masks(
         raise ModelError(f"Unknown thinning mode {mode!r}; use one of {', '.join(MODES)}.")
     coupling = coupling or channel_coupling(graph)
     tensors = _masked_tensors(graph.model, masks)
-    folder = _Folder(graph, graph.model, tensors, masks, example)
+    folder = _Folder(graph, graph.model, tensors, example)
     report = ThinningReport(ThinningPlan())
     removed_positions: dict[tuple[str, int], set[int]] = {}
     sizes: dict[tuple[str, int], int] = {}
