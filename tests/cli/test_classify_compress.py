@@ -105,9 +105,9 @@ def test_validate_prints_the_plan(run_cli):
     assert bad.code == 2 and "fc.weight" in bad.err
 
 
-def test_full_flow_mnist_pruning(run_cli):
-    """The original's full-flow test 6 without thinning: 3 epochs, >= 98% with the sparsities met."""
-    run = run_cli(
+def _mnist_full_flow(run_cli, schedule: str):
+    """The original's full-flow test 6: simplenet_mnist, 3 epochs, with ``schedule``."""
+    return run_cli(
         "classify",
         "-a",
         "simplenet_mnist",
@@ -119,9 +119,14 @@ def test_full_flow_mnist_pruning(run_cli):
         "-j",
         "0",
         "--compress",
-        SCHEDULES / "simplenet_mnist_pruning.yaml",
+        SCHEDULES / schedule,
         require(MNIST_DIR),
     )
+
+
+def test_full_flow_mnist_pruning(run_cli):
+    """The original's full-flow test 6 without thinning: 3 epochs, >= 98% with the sparsities met."""
+    run = _mnist_full_flow(run_cli, "simplenet_mnist_pruning.yaml")
     assert run.code == 0, run.err
     assert run.result()[0] >= 98.0
     state = _checkpoint(run)["state_dict"]
@@ -144,21 +149,7 @@ def test_activation_ranked_pruner_gets_statistics_from_the_app(run_cli):
 
 def test_full_flow_mnist_pruning_with_thinning(run_cli):
     """The original's full-flow test 6: one-shot + AGP filter pruning, FilterRemover at epoch 2, >= 98%."""
-    run = run_cli(
-        "classify",
-        "-a",
-        "simplenet_mnist",
-        "--epochs",
-        "3",
-        "--lr",
-        "0.05",
-        "--deterministic",
-        "-j",
-        "0",
-        "--compress",
-        SCHEDULES / "simplenet_mnist_thinning.yaml",
-        require(MNIST_DIR),
-    )
+    run = _mnist_full_flow(run_cli, "simplenet_mnist_thinning.yaml")
     assert run.code == 0, run.err
     assert run.result()[0] >= 98.0
     ckpt = _checkpoint(run)

@@ -2,10 +2,10 @@
 computes what the masked model computed (the issue's coverage criterion; ``benchmarks/thinning_coverage.py``
 is the same sweep with timings, capture checks and Torch-Pruning alongside).
 
-A model passes when at least 90% of its conv/linear layers (``nn.MultiheadAttention`` counted as one;
-the final classifier excepted) belong to a group that lost channels (depthwise convolutions belong as
-passive members), its parameters drop by at least 30%, and the thinned output equals the masked output
-within 1e-5 of the output's largest magnitude. Minutes per large model: ``slow``.
+A model passes when at least 90% of the conv/linear layers its forward uses (``nn.MultiheadAttention``
+counted as one; the final classifier excepted) belong to a group that lost channels (depthwise
+convolutions belong as passive members), its parameters drop by at least 30%, and the thinned output
+equals the masked output within 1e-5 of the output's largest magnitude. Minutes per large model: ``slow``.
 """
 
 from __future__ import annotations
@@ -67,8 +67,11 @@ def check(name: str, fraction: float = 0.5) -> tuple[float, float, float]:
     with torch.inference_mode():
         error = float((model(probe) - reference).abs().max() / reference.abs().max())
     reduction = 1 - sum(p.numel() for p in model.parameters()) / params
-    layers = list(dict.fromkeys(n.module_name for n in graph.nodes.values()
-                                if n.kind == "module" and isinstance(graph.module(n), WEIGHT_LAYERS)))
+    # Layers the forward uses: called, or with weights read directly (Swin: F.linear(x, qkv.weight)).
+    used = [n.module_name if n.kind == "module" else str(n.fx_node.target).rpartition(".")[0]
+            for n in graph.nodes.values() if n.kind in ("module", "constant")]
+    modules = dict(model.named_modules())
+    layers = [n for n in dict.fromkeys(used) if isinstance(modules.get(n), WEIGHT_LAYERS)]
     layers = layers[:-1]  # the final classifier is the last conv/linear of every torchvision classifier
     pruned = {m.layer for i in report.removed for m in coupling.groups[i].members}
     coverage = sum(layer in pruned for layer in layers) / len(layers)

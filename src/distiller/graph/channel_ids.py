@@ -28,7 +28,7 @@ ZERO = -2
 but padding does not hide the channels next to it."""
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_BATCH_NORM = (
+PER_CHANNEL_NORMS = (
     nn.BatchNorm1d,
     nn.BatchNorm2d,
     nn.BatchNorm3d,
@@ -37,6 +37,7 @@ _BATCH_NORM = (
     nn.InstanceNorm2d,
     nn.InstanceNorm3d,
 )
+"""Normalization layers with one set of statistics and affine parameters per channel."""
 _LAYOUT = {
     "view",
     "reshape",
@@ -426,7 +427,7 @@ class SlotPropagator(fx.Interpreter):
             return self._conv(module, layer, ids, args, kwargs)
         if isinstance(module, nn.Linear):
             return self._linear(module, layer, ids, args, kwargs)
-        if isinstance(module, _BATCH_NORM):
+        if isinstance(module, PER_CHANNEL_NORMS):
             vector = channel_vector(ids, 1)
             if vector is None:
                 return self._opaque(args, kwargs, f"{layer} normalizes mixed channels")

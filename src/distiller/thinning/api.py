@@ -10,7 +10,7 @@ rebuilds the thinned shapes when loaded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -68,40 +68,31 @@ def thin_model(
     return report
 
 
-def remove_filters(
-    model: nn.Module,
-    zeros_mask_dict: Any = None,
-    arch: str | None = None,
-    dataset: str | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> nn.Module:
-    """Remove masked filters and the channels they fed (the original's ``remove_filters``)."""
-    del arch  # the original needed it for its dummy input; the model's own input shape serves now
-    thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode="filters")
-    return model
+def _original_entry_point(name: str, mode: str, doc: str) -> Callable[..., nn.Module]:
+    """The original's ``remove_*(model, zeros_mask_dict, arch, dataset, optimizer)`` for ``mode``."""
+
+    def thin(
+        model: nn.Module,
+        zeros_mask_dict: Any = None,
+        arch: str | None = None,
+        dataset: str | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> nn.Module:
+        del arch  # the original needed it for its dummy input; the model's own input shape serves now
+        thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode=mode)
+        return model
+
+    thin.__name__ = thin.__qualname__ = name
+    thin.__doc__ = doc
+    return thin
 
 
-def remove_channels(
-    model: nn.Module,
-    zeros_mask_dict: Any = None,
-    arch: str | None = None,
-    dataset: str | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> nn.Module:
-    """Remove masked input channels and the filters that produced them (the original's ``remove_channels``)."""
-    del arch
-    thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode="channels")
-    return model
-
-
-def contract_model(
-    model: nn.Module,
-    zeros_mask_dict: Any = None,
-    arch: str | None = None,
-    dataset: str | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> nn.Module:
-    """Remove masked filters and masked channels (the original's ``contract_model``)."""
-    del arch
-    thin_model(model, zeros_mask_dict, dataset=dataset, optimizer=optimizer, mode="both")
-    return model
+remove_filters = _original_entry_point(
+    "remove_filters", "filters", "Remove masked filters and the channels they fed (the original's ``remove_filters``)."
+)
+remove_channels = _original_entry_point(
+    "remove_channels", "channels", "Remove masked input channels and the filters that produced them."
+)
+contract_model = _original_entry_point(
+    "contract_model", "both", "Remove masked filters and masked channels (the original's ``contract_model``)."
+)

@@ -15,20 +15,13 @@ import torch
 from torch import nn
 
 from distiller.errors import ModelError
+from distiller.graph.channel_ids import PER_CHANNEL_NORMS
 
 Shapes = Mapping[str, torch.Size]
 Rule = Callable[[nn.Module, str, Shapes], dict[str, int]]
 
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_NORM_TYPES = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.SyncBatchNorm,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-)
+_NORM_TYPES = PER_CHANNEL_NORMS
 
 
 def _check_bias(name: str, shapes: Shapes, out: int) -> None:
