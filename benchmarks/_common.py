@@ -7,6 +7,7 @@ when they run as ``python benchmarks/<script>.py``).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import time
 from collections.abc import Mapping
@@ -111,7 +112,7 @@ def final_classifiers(graph: ModelGraph) -> set[str]:
             continue
         seen.add(name)
         node = graph.nodes[name]
-        if node.kind == "module" and isinstance(graph.module(node), CONV_LINEAR) and name != "output":
+        if node.kind == "module" and isinstance(graph.module(node), CONV_LINEAR):
             found.add(node.module_name)
         else:
             stack.extend(node.inputs)
@@ -119,12 +120,25 @@ def final_classifiers(graph: ModelGraph) -> set[str]:
 
 
 def weight_layers(graph: ModelGraph) -> list[str]:
-    """Conv/linear layers called in the graph (canonical names, each once, in order), and
-    ``nn.MultiheadAttention`` modules (whose linear projections are parameters, not modules)."""
+    """Conv/linear layers the forward uses (canonical names, each once, in graph order): called as
+    modules, or with their weights read directly (Swin's attention calls ``F.linear(x, qkv.weight)``);
+    ``nn.MultiheadAttention`` modules count too (their projections are parameters, not modules)."""
+    modules = {normalize_module_name(n): m for n, m in graph.model.named_modules()}
+    names = []
+    for node in graph.nodes.values():
+        if node.kind == "module":
+            names.append(node.module_name)
+        elif node.kind == "constant" and node.fx_node is not None:
+            names.append(normalize_module_name(str(node.fx_node.target)).rpartition(".")[0])
     kinds = (*CONV_LINEAR, nn.MultiheadAttention)
-    return list(dict.fromkeys(
-        n.module_name for n in graph.nodes.values() if n.kind == "module" and isinstance(graph.module(n), kinds)
-    ))
+    return [n for n in dict.fromkeys(names) if isinstance(modules.get(n), kinds)]
+
+
+def reason_kind(reason: str) -> str:
+    """A blocked-group reason without the layer it names: ``features.3.0.norm1 (LayerNorm) is not
+    transparent ...`` -> ``LayerNorm is not transparent ...``."""
+    match = re.match(r"^[\w.#]+ \((\w+)\) (.*)$", reason)
+    return f"{match[1]} {match[2]}" if match else reason
 
 
 @dataclass
@@ -148,6 +162,7 @@ class ThinningCheck:
     kept_reasons: dict[str, int] = field(default_factory=dict)
     blocked_reasons: dict[str, int] = field(default_factory=dict)  # reason -> groups blocked by it
     uncovered: list[str] = field(default_factory=list)
+    uncovered_types: dict[str, int] = field(default_factory=dict)
     classifier: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -159,9 +174,14 @@ class ThinningCheck:
         """Why the check fails the acceptance criteria (empty when it passes)."""
         out = []
         if self.coverage < min_coverage:
-            reasons = "; ".join(f"{r} ({n} groups)" for r, n in
-                                sorted(self.blocked_reasons.items(), key=lambda kv: -kv[1])[:3])
-            out.append(f"coverage {self.coverage:.0%} < {min_coverage:.0%}" + (f": {reasons}" if reasons else ""))
+            kinds: dict[str, int] = {}
+            for reason, n in self.blocked_reasons.items():
+                if reason != "reaches the model output":  # the classifier's outputs, never pruned
+                    kinds[reason_kind(reason)] = kinds.get(reason_kind(reason), 0) + n
+            missing = ", ".join(f"{n} {t}" for t, n in self.uncovered_types.items())
+            blocked = "; ".join(f"{r} ({n} groups)" for r, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            out.append(f"coverage {self.coverage:.0%} < {min_coverage:.0%} (unpruned: {missing})"
+                       + (f"; blocked by: {blocked}" if blocked else ""))
         if self.param_reduction < min_param_reduction:
             out.append(f"params -{self.param_reduction:.0%} < -{min_param_reduction:.0%}")
         if not self.max_rel_error <= tolerance:
@@ -229,6 +249,10 @@ def check_thinning(model: nn.Module, example: torch.Tensor, fraction: float = 0.
     result.covered_strict = sum(1 for n in layers if n in strict)
     result.coverage = result.covered / result.layers if layers else 0.0
     result.uncovered = [n for n in layers if n not in touched]
+    modules = {normalize_module_name(n): m for n, m in model.named_modules()}
+    for n in result.uncovered:
+        kind = type(modules[n]).__name__
+        result.uncovered_types[kind] = result.uncovered_types.get(kind, 0) + 1
     return result
 
 
@@ -253,7 +277,8 @@ def torch_pruning_prune(model: nn.Module, example: torch.Tensor, ignored: list[n
     import torch_pruning as tp
     from torchvision.models.vision_transformer import VisionTransformer
 
-    ignored = list(ignored) + [m for m in model.modules() if isinstance(m, nn.modules.linear.NonDynamicallyQuantizableLinear)]
+    attention_outputs = nn.modules.linear.NonDynamicallyQuantizableLinear
+    ignored = list(ignored) + [m for m in model.modules() if isinstance(m, attention_outputs)]
     round_to = model.encoder.layers[0].num_heads if isinstance(model, VisionTransformer) else None
     pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
                                   pruning_ratio=ratio, ignored_layers=ignored, global_pruning=False,

@@ -40,8 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-
-from _common import (  # noqa: I001  (the benchmarks folder is on sys.path, not a package)
+from _common import (  # the benchmarks folder is on sys.path (not a package)
     CONV_LINEAR,
     build_torchvision,
     check_thinning,
@@ -132,6 +131,9 @@ def torch_pruning_worker(name: str, args: argparse.Namespace, save) -> None:
 
 def run_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
+    if args.worker == "torch-pruning" and args.tp_memory_gib:
+        limit = int(args.tp_memory_gib * 2**30)  # address space: Python + torch alone take about 4 GiB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     result = Path(args.result)
 
     def save(row: dict) -> None:
@@ -150,16 +152,18 @@ def spawn(kind: str, name: str, args: argparse.Namespace, threads: int) -> dict:
         result = Path(tmp) / "row.json"
         cmd = [sys.executable, __file__, "--worker", kind, "--models", name, "--result", str(result),
                "--threads", str(threads), "--fraction", str(args.fraction), "--criterion", args.criterion,
-               "--seed", str(args.seed), "--skip-export-models", ",".join(args.skip_export_models)]
+               "--seed", str(args.seed), "--skip-export-models", ",".join(args.skip_export_models),
+               "--tp-memory-gib", str(args.tp_memory_gib)]
         if args.skip_export:
             cmd.append("--skip-export")
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            timeout = args.timeout if kind == "distiller" else args.tp_timeout
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             died = None if proc.returncode == 0 else f"worker exited with {proc.returncode}: " + \
                 " | ".join(proc.stderr.strip().splitlines()[-2:])[:300]
         except subprocess.TimeoutExpired:
-            died = f"timed out after {args.timeout:.0f} s"
+            died = f"timed out after {timeout:.0f} s"
         row = json.loads(result.read_text()) if result.exists() else {"model": name}
         row["wall_seconds"] = time.perf_counter() - start
     if died is not None:
@@ -201,7 +205,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="models run in parallel (threads split among them)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (default: cores / jobs)")
-    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per model and library")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per model for distiller")
+    parser.add_argument("--tp-timeout", type=float, default=180.0,
+                        help="seconds per model for Torch-Pruning (it hangs on Swin: its own benchmark skips them)")
+    parser.add_argument("--tp-memory-gib", type=float, default=12.0,
+                        help="address-space limit of a Torch-Pruning worker (it exhausts 24 GiB on maxvit_t); 0: none")
     parser.add_argument("--worker", choices=("distiller", "torch-pruning"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,6 +277,13 @@ def main() -> None:
         print("distiller failures:")
         for n, reasons in failures:
             print(f"  {n}: {'; '.join(reasons)}")
+    if with_tp:
+        tp_failures = [(n, e["torch_pruning"].get("error", "")) for n, e in results["models"].items()
+                       if not e["torch_pruning"].get("ran")]
+        if tp_failures:
+            print("torch-pruning failures:")
+            for n, error in tp_failures:
+                print(f"  {n}: {error}")
     print(f"Saved: {out}")
 
 

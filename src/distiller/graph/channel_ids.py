@@ -370,9 +370,14 @@ class SlotPropagator(fx.Interpreter):
             if name == "to" or name == "type_as":
                 return args[0]
             try:
-                return call()
+                result = call()
             except Exception:
                 return self._opaque(args, kwargs, f"{name} could not be followed")
+            if name in ("chunk", "split", "tensor_split", "unbind") and isinstance(result, tuple | list):
+                self._equal_pieces(name, result)
+            elif name in ("view", "reshape") and isinstance(args[0], torch.Tensor):
+                self._split_channels(name, args[0], result)
+            return result
         if name in _ELEMENTWISE_BINARY:
             return self._elementwise(name, args, kwargs)
         if name in _ELEMENTWISE_UNARY:
@@ -387,6 +392,37 @@ class SlotPropagator(fx.Interpreter):
         if name in ("size", "dim", "numel", "shape", "__len__", "len", "getattr"):
             return call()
         return self._opaque(args, kwargs, f"operation {name!r} mixes or hides channels")
+
+    def _equal_pieces(self, name: str, pieces: tuple | list) -> None:
+        """Pieces of a fixed count (``chunk(2)``) must stay equal: position ``i`` of every piece goes
+        together. Pieces of different sizes pin their channels."""
+        tensors = [p for p in pieces if isinstance(p, torch.Tensor)]
+        if len(tensors) < 2:
+            return
+        if any(t.shape != tensors[0].shape for t in tensors):
+            self.analysis.block(tensors, f"{name} into pieces of different sizes")
+            return
+        for other in tensors[1:]:
+            self.analysis.union(tensors[0], other, f"{name} pieces")
+
+    def _split_channels(self, name: str, ids: torch.Tensor, out: torch.Tensor) -> None:
+        """A view that splits the channel dim into ``(groups, C / groups)`` (channel shuffle) fixes the
+        number of groups: position ``i`` of every group goes together."""
+        if ids.dim() < 2 or out.dim() <= ids.dim() or out.shape[0] != ids.shape[0]:
+            return
+        channels, size, split = ids.shape[1], 1, 1
+        while split < out.dim() and size < channels:
+            size *= out.shape[split]
+            split += 1
+        if size != channels or split - 1 < 2 or tuple(out.shape[split:]) != tuple(ids.shape[2:]):
+            return
+        vector = channel_vector(ids, 1)
+        if vector is None:
+            self.analysis.block(ids, f"{name} splits mixed channels")
+            return
+        groups = vector.reshape(-1, out.shape[split - 1])
+        for g in range(1, groups.shape[0]):
+            self.analysis.union(groups[0], groups[g], f"{name} into channel groups")
 
     def _pad(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
         ids, pad = args[0], kwargs.get("pad", args[1] if len(args) > 1 else None)
