@@ -30,13 +30,10 @@ _SWIN = ("LayerNorm blocks the residual stream, and the attention reads its qkv/
          "(shifted_window_attention), outside any channel group")
 _VIT = ("the residual stream is blocked by the pos_embedding add and class_token cat (parameters, not channels), "
         "and nn.MultiheadAttention is opaque: patch embedding and attention stay")
-_SHUFFLE = ("BUG: chunk(2) and the channel-shuffle view split the channel dim by its size; thinning unequal "
-            "halves makes the thinned model fail (or compute something else)")
 KNOWN_FAILURES: dict[str, str] = {
     **dict.fromkeys(["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"], _CONVNEXT),
     **dict.fromkeys(["swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b"], _SWIN),
     **dict.fromkeys(["vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"], _VIT),
-    **dict.fromkeys(["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"], _SHUFFLE),
     "maxvit_t": "einsum (relative-position attention) and LayerNorm are opaque: the attention projections stay",
 }
 
