@@ -181,3 +181,19 @@ def test_group_importance_aggregates_every_member():
     torch.testing.assert_close(scores[1], expected.detach())
     only_filters = group.importance(tensors, roles=("producer",))
     torch.testing.assert_close(only_filters[1], tensors["a.weight"][1].abs().sum().detach())
+
+
+def test_coupled_masks_rank_by_the_requested_roles():
+    from distiller.pruning.coupled import coupled_group_masks
+
+    model = Inception()
+    with torch.no_grad():
+        model.a.weight.copy_(torch.arange(4.0).reshape(4, 1, 1, 1).expand_as(model.a.weight))  # filter 0 smallest
+        model.c.weight[:, :4] = torch.tensor([9.0, 1.0, 9.0, 9.0]).reshape(1, 4, 1, 1)  # channel 1 least read
+    coupling = _coupling(model, (3, 3, 5))
+    group = coupling.group_of("a")
+    tensors = dict(model.named_parameters())
+    by_filters = coupled_group_masks(group, tensors, 0.25, roles=("producer",))
+    assert by_filters["a.weight"][:, 0, 0, 0].tolist() == [0.0, 1.0, 1.0, 1.0]
+    by_readers = coupled_group_masks(group, tensors, 0.25, roles=("consumer",))
+    assert by_readers["c.weight"][0, :4, 0, 0].tolist() == [1.0, 0.0, 1.0, 1.0]

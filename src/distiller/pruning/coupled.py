@@ -60,7 +60,9 @@ def coupled_group_masks(
     for group in groups:
         if not group.prunable:
             continue
-        chosen = channels_to_prune(group, tensors, fraction, criterion=criterion, reduce=reduce, generator=generator)
+        chosen = channels_to_prune(
+            group, tensors, fraction, criterion=criterion, reduce=reduce, roles=roles, generator=generator
+        )
         if not chosen:
             continue
         for member in group.members:
