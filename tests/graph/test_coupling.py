@@ -130,7 +130,9 @@ def test_grouped_convolution_removes_the_same_position_in_every_group():
     (shuffled,) = coupling.group_of("g")
     assert shuffled.num_channels == 2
     assert sorted(map(sorted, next(m for m in shuffled.members if m.tensor == "g.weight").positions)) == [
-        [0, 2, 4, 6], [1, 3, 5, 7]]
+        [0, 2, 4, 6],
+        [1, 3, 5, 7],
+    ]
     assert set(shuffled.layers("consumer")) == {"b", "fc"}
 
 
