@@ -35,10 +35,8 @@ from typing import Any
 
 from distiller.analysis import SummaryActivationStatsCollector
 from distiller.apps.classifier import ClassifierApp
-from distiller.apps.run_dir import create_run_dir, record_environment
-from distiller.cli.classify import history_table
+from distiller.cli.classify import report_result, start_run
 from distiller.cli.classify_parser import build_classify_parser, options_from_args
-from distiller.cli.console import configure_logging, emit
 from distiller.cli.main import run_guarded
 from distiller.pruning import FMReconstructionChannelPruner
 
@@ -85,22 +83,9 @@ class StatsClassifierApp(ClassifierApp):
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """``distiller classify``'s training mode, with :class:`StatsClassifierApp`."""
     opts = options_from_args(args)
-    run_dir = create_run_dir(opts.out_dir, opts.name)
-    configure_logging(opts.verbose, run_dir / f"{opts.name or run_dir.name}.log")
-    emit(f"Log dir: {run_dir}")
-    record_environment(run_dir, opts.config_files, argv)
-    app = StatsClassifierApp(opts, run_dir)
+    app = StatsClassifierApp(opts, start_run(opts, argv))
     app.fm_batches = args.fm_batches
-    result = app.train()
-    for path in result.saved:
-        emit(f"Saved: {path}")
-    emit()
-    emit(history_table(result))
-    emit()
-    if result.best:
-        emit(result.best)
-    emit(f"Test: {result.test.num_samples} samples")
-    emit(result.test.result_line())
+    report_result(opts, app.train())
     return 0
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from tabulate import tabulate
 
 from distiller.apps.classifier import ClassifierResult, run_classifier
+from distiller.apps.options import ClassifierOptions
 from distiller.apps.run_dir import create_run_dir, record_environment
 from distiller.cli.classify_parser import build_classify_parser, options_from_args
 from distiller.cli.console import configure_logging, emit
@@ -32,13 +34,17 @@ def confusion_table(result: ClassifierResult) -> str:
     return tabulate(rows, headers=["true \\ predicted", *range(matrix.shape[0])], tablefmt="simple")
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
-    opts = options_from_args(args)
+def start_run(opts: ClassifierOptions, argv: list[str]) -> Path:
+    """Create the run's log dir, send the log there, announce it and record the environment."""
     run_dir = create_run_dir(opts.out_dir, opts.name)
     configure_logging(opts.verbose, run_dir / f"{opts.name or run_dir.name}.log")
     emit(f"Log dir: {run_dir}")
     record_environment(run_dir, opts.config_files, argv)
-    result = run_classifier(opts, run_dir)
+    return run_dir
+
+
+def report_result(opts: ClassifierOptions, result: ClassifierResult) -> None:
+    """Print what a run saved, its reports, history and final result line (DESIGN §7)."""
     for path in result.saved:
         emit(f"Saved: {path}")
     for report in result.reports:
@@ -54,6 +60,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             emit(confusion_table(result))
         emit(f"Test: {result.test.num_samples} samples")
         emit(result.test.result_line())
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    opts = options_from_args(args)
+    run_dir = start_run(opts, argv)
+    report_result(opts, run_classifier(opts, run_dir))
     return 0
 
 
