@@ -38,3 +38,7 @@ class GraphError(DistillerError):
 
 class ExportError(DistillerError):
     """A model or a report cannot be exported or written (ONNX file, graph drawing, output path)."""
+
+
+class QuantizationError(DistillerError):
+    """A model cannot be quantized as asked (bad quantizer settings, missing statistics, unsupported layer)."""
