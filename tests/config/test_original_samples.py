@@ -26,7 +26,6 @@ SCHEDULES = {
 }
 LATER = {
     "PACTQuantizer": "PACTQuantizer comes with the QAT issue",
-    "PostTrainLinearQuantizer": "PostTrainLinearQuantizer comes with the post-training quantization issue",
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -183,6 +184,8 @@ def build_component(
         spec.args = args
     if spec.section == "pruners":
         check_sparsities(args, _fail_in(source, spec.path))
+    if spec.section == "quantizers" and isinstance(args.get("model_activation_stats"), str):
+        args["model_activation_stats"] = _stats_path(source, spec, args["model_activation_stats"])
     extras: dict[str, Any] = {"model": model, "name": spec.name}
     if spec.section in ("quantizers", "lr_schedulers"):
         extras["optimizer"] = optimizer
@@ -212,6 +215,23 @@ def build_component(
             spec.path,
             f"{spec.class_name} {spec.name!r} could not be built from these arguments: {type(exc).__name__}: {exc}",
             f"check the arguments of {spec.class_name} (their types and ranges).",
+        ) from exc
+
+
+def _stats_path(source: YamlSource, spec: ComponentSpec, value: str) -> str:
+    """A quantizer's statistics file, looked up relative to the schedule file too (the original's
+    samples give paths relative to its example folder)."""
+    from distiller.quantization.api import resolve_stats_path
+
+    if source.name.startswith("<"):
+        return value
+    try:
+        return str(resolve_stats_path(value, Path(source.name)))
+    except ConfigError as exc:
+        raise source.error(
+            (*spec.path, "model_activation_stats"),
+            f"statistics file {value!r} not found.",
+            "give a path relative to the working folder or to the schedule, or pass --qe-stats-file.",
         ) from exc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,7 @@ from distiller.errors import ConfigError, GraphError, QuantizationError
 from distiller.quantization.calibration import calibration_forward, collect_quant_stats
 from distiller.quantization.post_train import PostTrainLinearQuantizer
 
-__all__ = ["calibrate", "quantize", "quantizer_config_from_file"]
+__all__ = ["calibrate", "quantize", "quantizer_config_from_file", "rebuild_quantized_model", "resolve_stats_path"]
 
 
 def calibrate(
@@ -34,10 +35,8 @@ def calibrate(
     from distiller.quantization.modularize import modularize
 
     work = copy.deepcopy(model).eval()
-    try:
+    with contextlib.suppress(GraphError):  # module-only quantization: statistics of the modules as they are
         work = modularize(work, example_input)
-    except GraphError:
-        pass  # module-only quantization: statistics of the modules as they are
     return collect_quant_stats(work, calibration_forward(calibration_loader, device), save_path=save_path)
 
 
@@ -51,7 +50,7 @@ def quantizer_config_from_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: no 'quantizers:' section. Fix: add one with a PostTrainLinearQuantizer.")
     if len(section) != 1:
         raise ConfigError(f"{path}: quantizers: only one quantizer is supported, found {', '.join(section)}.")
-    (name, body), = section.items()
+    ((name, body),) = section.items()
     body = dict(body or {})
     cls = body.pop("class", None)
     if cls != "PostTrainLinearQuantizer":
@@ -135,3 +134,25 @@ def _example(model: nn.Module, loader: Iterable[Any] | None) -> torch.Tensor:
         raise QuantizationError(
             f"quantize: cannot tell the model's input shape ({exc}). Fix: pass example_input=."
         ) from exc
+
+
+def rebuild_quantized_model(model: nn.Module, metadata: Mapping[str, Any]) -> nn.Module:
+    """The quantized model a checkpoint's ``quantizer_metadata`` describes, built around ``model``.
+
+    The structure (modules, wrappers, buffers) is re-created from the stored settings and statistics;
+    load the checkpoint's ``state_dict`` into the result to get its weights and scales back.
+    """
+    kind = metadata.get("type")
+    if kind != "PostTrainLinearQuantizer":
+        raise QuantizationError(
+            f"the checkpoint was quantized by {kind!r}; only PostTrainLinearQuantizer checkpoints are rebuilt here"
+        )
+    params = dict(metadata.get("params") or {})
+    shape = metadata.get("dummy_input_shape") or None
+    from distiller.graph import example_input
+
+    dummy = torch.zeros(shape) if shape else example_input(model, None)
+    quantizer = PostTrainLinearQuantizer(model.eval(), **params)
+    prepared = quantizer.prepare_model(dummy)
+    prepared.quantizer_metadata = dict(metadata)
+    return prepared

@@ -58,9 +58,7 @@ def onnx_qparams(
     return onnx_scale, onnx_zp.to(dtype)
 
 
-def quantize_to_int(
-    q_values: torch.Tensor, zero_point: torch.Tensor, offset: int, dtype: torch.dtype
-) -> torch.Tensor:
+def quantize_to_int(q_values: torch.Tensor, zero_point: torch.Tensor, offset: int, dtype: torch.dtype) -> torch.Tensor:
     """Distiller's integer-valued tensor as an ONNX integer tensor (``q + offset``)."""
     low, high = _INT_RANGES[dtype]
     return (q_values.double() + offset).round().clamp(low, high).to(dtype)

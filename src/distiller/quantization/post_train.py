@@ -237,7 +237,14 @@ class PostTrainLinearQuantizer(Quantizer):
         if qbits.acts is None:
             return WeightsOnlyQuantWrapper(module, qbits.wts, wmode, per_channel, self.save_fp_weights)
         kwargs = self._wrapper_kwargs(
-            name, qbits, mode, clip_acts, clip_n_stds, clip_half_range, scale_approx_mult_bits, input_overrides,
+            name,
+            qbits,
+            mode,
+            clip_acts,
+            clip_n_stds,
+            clip_half_range,
+            scale_approx_mult_bits,
+            input_overrides,
             inputs_quant_auto_fallback,
         )
         if qbits.wts is None or fake:
@@ -275,7 +282,14 @@ class PostTrainLinearQuantizer(Quantizer):
             if qbits.acts is None:
                 return module
             kwargs = self._wrapper_kwargs(
-                name, qbits, mode, clip_acts, clip_n_stds, clip_half_range, scale_approx_mult_bits, input_overrides,
+                name,
+                qbits,
+                mode,
+                clip_acts,
+                clip_n_stds,
+                clip_half_range,
+                scale_approx_mult_bits,
+                input_overrides,
                 inputs_quant_auto_fallback,
             )
             return wrapper_cls(module, **kwargs)
@@ -319,7 +333,14 @@ class PostTrainLinearQuantizer(Quantizer):
         if qbits.acts is None or isinstance(module, _NO_FAKE_QUANT):
             return module
         kwargs = self._wrapper_kwargs(
-            name, qbits, mode, clip_acts, clip_n_stds, clip_half_range, scale_approx_mult_bits, input_overrides,
+            name,
+            qbits,
+            mode,
+            clip_acts,
+            clip_n_stds,
+            clip_half_range,
+            scale_approx_mult_bits,
+            input_overrides,
             inputs_quant_auto_fallback,
         )
         return RangeLinearFakeQuantWrapper(module, **kwargs)
@@ -375,7 +396,9 @@ class PostTrainLinearQuantizer(Quantizer):
     def _can_fuse_relu(self, producer: str, relu_name: str, relu: nn.Module) -> bool:
         modules = dict(self.model.named_modules())
         producer_module = modules[producer]
-        if not isinstance(producer_module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, EltwiseAdd, EltwiseMult, Concat)):
+        if not isinstance(
+            producer_module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, EltwiseAdd, EltwiseMult, Concat)
+        ):
             return False
         if isinstance(relu, nn.ReLU6) and not self.static:
             return False  # without statistics nothing would clamp at 6

@@ -69,7 +69,9 @@ class Quantizer:
         train_with_fp_copy: bool = False,
     ) -> None:
         if overrides is not None and not isinstance(overrides, Mapping):
-            raise TypeError(f"overrides must be a mapping of module-name patterns to settings, got {type(overrides).__name__}")
+            raise TypeError(
+                f"overrides must be a mapping of module-name patterns to settings, got {type(overrides).__name__}"
+            )
         self.model = model
         self.optimizer = optimizer
         self.default_qbits = QBits(

@@ -75,7 +75,9 @@ def params_from_stats(settings: QuantSettings, stats: dict[str, Any]) -> tuple[t
         num_stds=settings.clip_n_stds,
         half_range=settings.clip_half_range,
     )
-    return sat_range_params(settings, torch.as_tensor(sat_min, dtype=torch.float32), torch.as_tensor(sat_max, dtype=torch.float32))
+    return sat_range_params(
+        settings, torch.as_tensor(sat_min, dtype=torch.float32), torch.as_tensor(sat_max, dtype=torch.float32)
+    )
 
 
 def params_from_tensor(

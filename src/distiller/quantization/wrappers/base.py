@@ -17,6 +17,7 @@ from each batch; it cannot be deployed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,6 @@ from distiller.errors import QuantizationError
 from distiller.quantization.linear import (
     get_quantized_range,
     linear_dequantize,
-    linear_quantize_clamp,
 )
 from distiller.quantization.modes import ClipMode, LinearQuantMode, is_symmetric
 from distiller.quantization.onnx_ops import as_constant, fake_quantize_linear, onnx_qparams
@@ -171,7 +171,12 @@ class RangeLinearQuantWrapper(nn.Module):
             return meta.scale, meta.zero_point, (meta.min_q_val, meta.max_q_val), True
         if self.preset_act_qparams:
             if idx in self.input_settings:
-                return getattr(self, f"in{idx}_scale"), getattr(self, f"in{idx}_zero_point"), self.input_settings[idx], False
+                return (
+                    getattr(self, f"in{idx}_scale"),
+                    getattr(self, f"in{idx}_zero_point"),
+                    self.input_settings[idx],
+                    False,
+                )
             if self.inputs_quant_auto_fallback:
                 return self.output_scale, self.output_zero_point, self.output_settings, False
             raise QuantizationError(
@@ -192,7 +197,7 @@ class RangeLinearQuantWrapper(nn.Module):
         for idx, x in enumerate(inputs):
             scale, zp, settings, from_meta = self._input_params(idx, x)
             low, high = settings if from_meta else settings.q_range
-            q = linear_quantize_clamp(x, scale, zp, low, high)
+            q = quantize_as_onnx(x, scale, zp, low, high)
             out.append(QuantizedInput(q, scale, zp, from_meta, x))
         return out
 
@@ -222,14 +227,18 @@ class RangeLinearQuantWrapper(nn.Module):
         return params_from_tensor(self.output_settings, fp_output.detach())
 
     def requantize(
-        self, accum: torch.Tensor, accum_scale: torch.Tensor, out_scale: torch.Tensor, out_zp: torch.Tensor
+        self, accum: torch.Tensor, accum_scales: list[torch.Tensor], out_scale: torch.Tensor, out_zp: torch.Tensor
     ) -> torch.Tensor:
-        """Integers at ``accum_scale`` → integers at the output's parameters (clamped)."""
-        requant_scale = out_scale / accum_scale
+        """Integers whose scale is the product of ``accum_scales`` → integers at the output's parameters.
+
+        The multiplier is formed from the ONNX (float32, dividing) scales in ONNX Runtime's order,
+        ``s_in1 * s_in2 / s_out``, so simulation and deployment round alike.
+        """
+        multiplier = functools.reduce(torch.mul, [onnx_scale(s) for s in accum_scales]) / onnx_scale(out_scale)
         if self.scale_approx_mult_bits is not None:
-            requant_scale = approx_scale_as_mult_and_shift(requant_scale, self.scale_approx_mult_bits)
+            multiplier = approx_scale_as_mult_and_shift(multiplier, self.scale_approx_mult_bits)
         low, high = self.output_settings.q_range
-        return linear_quantize_clamp(accum, requant_scale, out_zp, low, high)
+        return torch.clamp(torch.round(accum * multiplier) - out_zp, low, high)
 
     # -- deployment --------------------------------------------------------------------------
     def _deploy_forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -245,7 +254,9 @@ class RangeLinearQuantWrapper(nn.Module):
             deq.append(x if from_meta else fake_quantize_activation(x, scale, zp, settings))
         out = self.deploy_forward(deq)
         result = fake_quantize_activation(out, self.output_scale, self.output_zero_point, self.output_settings)
-        result.quant_metadata = TensorQuantMetadata(self.output_scale, self.output_zero_point, *self.output_settings.q_range)
+        result.quant_metadata = TensorQuantMetadata(
+            self.output_scale, self.output_zero_point, *self.output_settings.q_range
+        )
         return result
 
     def deploy_forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -264,7 +275,11 @@ class RangeLinearQuantWrapper(nn.Module):
         buf = getattr(self, name, None)
         if not isinstance(buf, torch.Tensor) or name not in dict(self.named_buffers(recurse=False)):
             raise QuantizationError(f"{type(self).__name__} has no quantization parameter {name!r}")
-        buf.data.copy_(torch.as_tensor(value, dtype=buf.dtype).expand_as(buf) if buf.dim() else torch.as_tensor(value, dtype=buf.dtype))
+        buf.data.copy_(
+            torch.as_tensor(value, dtype=buf.dtype).expand_as(buf)
+            if buf.dim()
+            else torch.as_tensor(value, dtype=buf.dtype)
+        )
 
     def update_linear_quant_params(self, params: dict[str, Any]) -> None:
         for name, value in params.items():
@@ -277,6 +292,22 @@ class RangeLinearQuantWrapper(nn.Module):
             f"mode={s.mode.name}, num_bits_acts={s.num_bits}, num_bits_accum={self.num_bits_accum}, "
             f"clip_acts={s.clip_mode.name}, clip_half_range={s.clip_half_range}, {kind}"
         )
+
+
+def quantize_as_onnx(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, low: int, high: int
+) -> torch.Tensor:
+    """Distiller's ``clamp(round(scale * x - zp))``, computed as ONNX's ``QuantizeLinear`` does it.
+
+    ONNX divides by its own float32 scale (``1 / scale``); dividing here too makes the simulation
+    round exactly like the deployed model where the two products differ in the last bit.
+    """
+    return torch.clamp(torch.round(x / onnx_scale(scale)) - zero_point, low, high)
+
+
+def onnx_scale(scale: torch.Tensor) -> torch.Tensor:
+    """ONNX's float32 scale (it divides) for Distiller's scale (it multiplies)."""
+    return (1.0 / scale.double()).float()
 
 
 def fake_quantize_activation(

@@ -22,7 +22,11 @@ from distiller.quantization.wrappers.base import QuantizedInput, RangeLinearQuan
 
 __all__ = [
     "PARAM_LAYER_TYPES",
-    "deployed_weights", "RangeLinearQuantParamLayerWrapper", "WeightsOnlyQuantWrapper", "quantize_weights"]
+    "deployed_weights",
+    "RangeLinearQuantParamLayerWrapper",
+    "WeightsOnlyQuantWrapper",
+    "quantize_weights",
+]
 
 PARAM_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -70,7 +74,9 @@ def deployed_weights(
     return dequantize_linear(as_constant(q), as_constant(scale), as_constant(zp), axis=0)
 
 
-def _weight_settings(num_bits: int, mode: LinearQuantMode, per_channel: bool, clip: ClipMode, clip_n_stds) -> QuantSettings:  # noqa: ANN001
+def _weight_settings(
+    num_bits: int, mode: LinearQuantMode, per_channel: bool, clip: ClipMode, clip_n_stds
+) -> QuantSettings:  # noqa: ANN001
     return QuantSettings(num_bits, mode, clip, clip_n_stds, per_channel=per_channel)
 
 
@@ -104,7 +110,9 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
         also_clip_weights: bool = False,
     ) -> None:
         if not isinstance(wrapped_module, PARAM_LAYER_TYPES):
-            raise QuantizationError(f"{type(self).__name__} wraps Conv1d/2d/3d and Linear, not {type(wrapped_module).__name__}")
+            raise QuantizationError(
+                f"{type(self).__name__} wraps Conv1d/2d/3d and Linear, not {type(wrapped_module).__name__}"
+            )
         mode = mode if isinstance(mode, ModuleQuantMode) else ModuleQuantMode(mode, mode)
         super().__init__(
             wrapped_module,
@@ -120,7 +128,11 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
             inputs_quant_auto_fallback,
         )
         self.weight_settings = _weight_settings(
-            num_bits_params, mode.weights, per_channel_wts, clip_acts if also_clip_weights else ClipMode.NONE, clip_n_stds
+            num_bits_params,
+            mode.weights,
+            per_channel_wts,
+            clip_acts if also_clip_weights else ClipMode.NONE,
+            clip_n_stds,
         )
         self.save_fp_weights = save_fp_weights
         w_scale, w_zp = quantize_weights(wrapped_module, self.weight_settings, save_fp_weights)
@@ -149,7 +161,8 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
             accum = accum + _channel_view(bias_q, m, accum.dim())
         accum = accum.clamp(self.accum_min_q_val, self.accum_max_q_val)
         out_scale, out_zp = self.output_params_for(linear_dequantize(accum, accum_scale_b, 0))
-        return self.requantize(accum, accum_scale_b, out_scale, out_zp), out_scale, out_zp
+        w_scale_b = _channel_view(self.w_scale, m, accum.dim())
+        return self.requantize(accum, [x.scale, w_scale_b], out_scale, out_zp), out_scale, out_zp
 
     def deploy_forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         x = inputs[0]
@@ -172,8 +185,7 @@ class RangeLinearQuantParamLayerWrapper(RangeLinearQuantWrapper):
     def extra_repr(self) -> str:
         w = self.weight_settings
         return (
-            f"{super().extra_repr()}, weights: mode={w.mode.name}, num_bits={w.num_bits}, "
-            f"per_channel={w.per_channel}"
+            f"{super().extra_repr()}, weights: mode={w.mode.name}, num_bits={w.num_bits}, per_channel={w.per_channel}"
         )
 
 
