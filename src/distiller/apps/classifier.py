@@ -20,6 +20,7 @@ from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_ep
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
 from distiller.apps.performance_tracker import SparsityAccuracyTracker
+from distiller.apps.ptq import calibration_only, check_ptq_options, quantize_and_evaluate, resume_quantized
 from distiller.apps.reports import export_onnx_file, run_summary
 from distiller.checkpoint import build_checkpoint, load_checkpoint, load_lean_checkpoint, save_checkpoint
 from distiller.checkpoint.save import atomic_save
@@ -117,6 +118,7 @@ class ClassifierApp:
     def _load_weights(self) -> None:
         o = self.opts
         if o.resume_from:
+            self.model = resume_quantized(o.resume_from, self.model)
             loaded = load_checkpoint(o.resume_from, self.model, device=self.device)
             if loaded.scheduler_state:
                 # Masks always carry over; policy state (LR, pruner statistics) only when continuing the run.
@@ -359,6 +361,23 @@ class ClassifierApp:
     def evaluate_only(self) -> ClassifierResult:
         return ClassifierResult(self.test(), saved=list(self.saved))
 
+    def evaluate_onnx(self) -> ClassifierResult:
+        """``--evaluate --onnx-model FILE``: the test set through the ONNX file in ONNX Runtime (CPU), with the
+        loader, transforms and batch size of ``--evaluate``; the PyTorch model only tells the dataset."""
+        from distiller.export.onnx_runtime import OnnxRuntimeModel
+
+        model = OnnxRuntimeModel(self.opts.onnx_model)  # fails before the data is read
+        log.info(
+            "Evaluating %s in ONNX Runtime (CPU), input %s%s",
+            model.path,
+            model.expected_input(),
+            "; its final softmax removed, the loss is on logits" if model.softmax_removed else "",
+        )
+        loaders = self._data(test_only=True)
+        num_classes = loaders.num_classes if self.opts.confusion else None
+        test = evaluate(model, loaders.test, self.criterion, "cpu", num_classes, self.opts.progress, "test (onnx)")
+        return ClassifierResult(test, saved=list(self.saved))
+
     def thinnify(self) -> None:
         """``--thinnify``: remove the resumed checkpoint's masked (or all-zero) filters and channels and
         save the smaller model as ``<log dir>/<checkpoint stem>_thinned.pth.tar``."""
@@ -398,9 +417,37 @@ class ClassifierApp:
         return ClassifierResult(None, saved=list(self.saved))
 
 
+def check_onnx_model(opts: ClassifierOptions) -> None:
+    """``--onnx-model`` evaluates the weights in an ONNX file: it needs ``--evaluate``, and does not combine
+    with the flags that load, change or export the PyTorch model (DESIGN §7)."""
+    if opts.onnx_model is None:
+        return
+    if not opts.evaluate:
+        raise ConfigError("--onnx-model FILE evaluates an ONNX file on the test set; it needs --evaluate.")
+    others = {
+        "--summary": bool(opts.summary),
+        "--thinnify": opts.thinnify,
+        "--export-onnx": opts.export_onnx is not None,
+        "--compress": bool(opts.compress),
+        "--resume-from": bool(opts.resume_from),
+        "--exp-load-weights-from": bool(opts.exp_load_weights_from),
+        "--pretrained": opts.pretrained or bool(opts.pretrained_weights),
+        "--kd-teacher": bool(opts.kd_teacher),
+    }
+    given = [flag for flag, on in others.items() if on]
+    if given:
+        raise ConfigError(
+            f"--onnx-model does not combine with {', '.join(given)}: it evaluates the weights stored in the ONNX "
+            "file, not the PyTorch model. Export the model first (--export-onnx), then evaluate the file alone."
+        )
+
+
 # The app's modes, tried in order; the first that applies runs (DESIGN §5).
 MODES = (
+    ("onnx-model", lambda o: o.onnx_model is not None, ClassifierApp.evaluate_onnx),
     ("summary", lambda o: bool(o.summary), ClassifierApp.summaries),
+    ("qe-calibration", lambda o: o.quant.calibration_only, calibration_only),
+    ("quantize-eval", lambda o: o.evaluate and o.quant.quantize_eval, quantize_and_evaluate),
     ("evaluate", lambda o: o.evaluate, ClassifierApp.evaluate_only),
     ("thinnify", lambda o: o.thinnify, ClassifierApp.thinnify_only),
     ("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.no_training),
@@ -413,6 +460,8 @@ STEPS = (("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.expo
 
 def run_classifier(opts: ClassifierOptions, run_dir: Path) -> ClassifierResult:
     """Run the app in the first mode the options ask for, then the steps that follow it."""
+    check_onnx_model(opts)
+    check_ptq_options(opts)
     app = ClassifierApp(opts, run_dir)
     if opts.thinnify:  # load -> thinnify -> the other modes (DESIGN §7)
         app.thinnify()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distiller.apps.ptq_options import PtqOptions
+
 
 @dataclass
 class ClassifierOptions:
@@ -45,6 +47,7 @@ class ClassifierOptions:
     thinnify: bool = False
     summary: list[str] = field(default_factory=list)
     export_onnx: str | None = None  # "" = the default file, <log dir>/<arch>.onnx
+    onnx_model: str | None = None  # --evaluate this ONNX file in ONNX Runtime instead of the model
     masks_sparsity: bool = False
     compress: str | None = None
     kd_teacher: str | None = None
@@ -57,3 +60,4 @@ class ClassifierOptions:
     kd_start_epoch: int = 0
     progress: bool = True
     config_files: list[str] = field(default_factory=list)
+    quant: PtqOptions = field(default_factory=PtqOptions)  # --qe-* / --lapq-*

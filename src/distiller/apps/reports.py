@@ -13,7 +13,6 @@ from pathlib import Path
 
 from torch import nn
 
-from distiller.export import export_img_classifier_to_onnx
 from distiller.summary import (
     compute_summary,
     draw_model_to_file,
@@ -87,4 +86,6 @@ def onnx_path(requested: str, run_dir: Path, arch: str) -> Path:
 
 def export_onnx_file(model: nn.Module, requested: str, run_dir: Path, arch: str) -> Path:
     """``--export-onnx``: the model (with a softmax output, as the original) as an ONNX file."""
-    return export_img_classifier_to_onnx(model, onnx_path(requested, run_dir, arch), add_softmax=True)
+    from distiller.quantization import export_onnx
+
+    return export_onnx(model, onnx_path(requested, run_dir, arch), add_softmax=True)

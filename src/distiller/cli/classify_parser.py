@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from distiller.apps.options import ClassifierOptions
+from distiller.cli.ptq_args import add_ptq_args, ptq_options_from_args
 
 
 def _fraction_or_count(text: str) -> float:
@@ -82,6 +83,10 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
     p.add_argument("--export-onnx", metavar="PATH", nargs="?", const="", default=None,
                    help="export the model to ONNX after any --evaluate/--summary (default file: <log dir>/<arch>.onnx; "
                         "a relative PATH is taken under the log dir); reads no data")
+    p.add_argument("--onnx-model", metavar="FILE", default=None,
+                   help="with --evaluate: run the test set through this ONNX file in ONNX Runtime (CPU) instead of "
+                        "the PyTorch model (same data, transforms and batch size; a final softmax is removed so "
+                        "the loss is computed on logits)")
     p.add_argument("--compress", metavar="COMPRESS", default=None,
                    help="compression schedule (YAML) to run; kept in the checkpoint, so --resume-from continues it")
     p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
@@ -121,6 +126,7 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
                     help="Weight for teacher vs. labels loss (trains the teacher alongside)")
     kd.add_argument("--kd-start-epoch", type=int, default=0, metavar="EPOCH_NUM",
                     help="Epoch from which to enable distillation")
+    add_ptq_args(p, _fraction_or_count)
     return p
 
 
@@ -163,6 +169,7 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         thinnify=args.thinnify,
         summary=list(args.summary or []),
         export_onnx=args.export_onnx,
+        onnx_model=args.onnx_model,
         masks_sparsity=args.masks_sparsity,
         compress=args.compress,
         config_files=[args.compress] if args.compress else [],
@@ -175,4 +182,5 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         kd_teacher_wt=args.kd_teacher_wt,
         kd_start_epoch=args.kd_start_epoch,
         progress=args.progress,
+        quant=ptq_options_from_args(args),
     )

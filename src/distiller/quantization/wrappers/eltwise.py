@@ -2,7 +2,8 @@
 
 Add and concat bring every input to the output's scale, add or join, and round once (as ONNX
 Runtime's integer kernels do, so that simulation and deployment agree); multiply and matmul
-multiply the integers, whose scale is the product of the inputs' scales, and re-quantize. These are the original's wrappers; they wrap the helper modules of
+multiply the integers, whose scale is the product of the inputs' scales, and re-quantize.
+These are the original's wrappers; they wrap the helper modules of
 :mod:`distiller.modules`, which :func:`~distiller.quantization.modularize` puts in place of
 ``x + y``, ``x * y``, ``torch.cat`` and ``torch.matmul`` written in a model's ``forward``.
 """
