@@ -12,6 +12,7 @@ from distiller.errors import (
     ExportError,
     GraphError,
     ModelError,
+    QuantizationError,
     ScheduleError,
 )
 from distiller.registry import Registry
@@ -27,6 +28,10 @@ _LAZY = {
     "sparsity_summary": "distiller.summary",
     "compute_summary": "distiller.summary",
     "export_img_classifier_to_onnx": "distiller.export",
+    "quantize": "distiller.quantization",
+    "export_onnx": "distiller.quantization",
+    "collect_quant_stats": "distiller.quantization",
+    "PostTrainLinearQuantizer": "distiller.quantization",
 }
 
 
@@ -47,6 +52,7 @@ __all__ = [
     "ExportError",
     "GraphError",
     "ModelError",
+    "QuantizationError",
     "Registry",
     "ScheduleError",
     "__version__",

@@ -154,6 +154,8 @@ def test_cli_onnx_model_needs_evaluate_and_combines_with_no_other_mode(run_cli, 
     )
     _user_error(run, "--thinnify", "--resume-from")
     assert not ckpt.exists()
+    run = run_cli("classify", "-a", "resnet20_cifar", "-e", "--onnx-model", onnx_file, "--quantize-eval")
+    _user_error(run, "does not combine with --quantize-eval")
 
 
 def test_cli_missing_file_and_input_mismatch_are_one_line_errors(run_cli, exported, tmp_path):

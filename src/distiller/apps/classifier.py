@@ -433,6 +433,8 @@ def check_onnx_model(opts: ClassifierOptions) -> None:
         "--exp-load-weights-from": bool(opts.exp_load_weights_from),
         "--pretrained": opts.pretrained or bool(opts.pretrained_weights),
         "--kd-teacher": bool(opts.kd_teacher),
+        "--quantize-eval": opts.quant.quantize_eval,
+        "--qe-calibration": opts.quant.calibration is not None,
     }
     given = [flag for flag, on in others.items() if on]
     if given:

@@ -47,7 +47,7 @@ def add_ptq_args(parser: argparse.ArgumentParser, fraction_or_count) -> None:  #
     g.add_argument("--qe-convert-pytorch", "--qept", action="store_true",
                    help="Convert the quantized model to PyTorch's (deprecated) torch.ao quantized modules; "
                         "for deployment prefer --export-onnx")
-    g.add_argument("--qe-pytorch-backend", default="fbgemm", choices=["fbgemm", "qnnpack"],
+    g.add_argument("--qe-pytorch-backend", default="fbgemm", choices=["fbgemm", "x86", "qnnpack"],
                    help="When --qe-convert-pytorch is set, specifies the PyTorch quantization backend to use")
     src = g.add_mutually_exclusive_group()
     src.add_argument("--qe-stats-file", metavar="PATH",

@@ -6,12 +6,16 @@
   :func:`save_quant_stats`), histograms;
 * model preparation: :func:`modularize`, :func:`fold_batch_norms`;
 * post-training quantization: :class:`PostTrainLinearQuantizer`, :func:`quantize`;
-* deployment: :func:`export_onnx` (int8 ONNX with the simulation's scales).
+* search: LAPQ (:func:`ptq_coordinate_search`), greedy clip-mode search (:func:`ptq_greedy_search`);
+* deployment: :func:`export_onnx` (int8 ONNX with the simulation's scales); PyTorch's deprecated
+  quantized modules through :func:`distiller.quantization.pytorch_convert.convert_to_pytorch`.
 """
 
 from distiller.quantization.api import calibrate, quantize, quantizer_config_from_file
 from distiller.quantization.calibration import QuantCalibrationStatsCollector, calibration_forward, collect_quant_stats
 from distiller.quantization.deploy import deployment_form, export_onnx, is_quantized
+from distiller.quantization.greedy_search import ptq_greedy_search
+from distiller.quantization.lapq import lapq_eval_fn, ptq_coordinate_search
 from distiller.quantization.modes import ClipMode, LinearQuantMode, ModuleQuantMode
 from distiller.quantization.post_train import PostTrainLinearQuantizer
 from distiller.quantization.quantizer import QBits, Quantizer
@@ -36,7 +40,10 @@ __all__ = [
     "deployment_form",
     "export_onnx",
     "is_quantized",
+    "lapq_eval_fn",
     "load_quant_stats",
+    "ptq_coordinate_search",
+    "ptq_greedy_search",
     "quantize",
     "quantizer_config_from_file",
     "save_quant_stats",

@@ -44,6 +44,12 @@ def deployment_form(model: nn.Module) -> Iterator[nn.Module]:
                 "Quantize with calibration statistics (--qe-calibration N, --qe-stats-file, or "
                 "distiller.quantize(model, config, calibration_loader))."
             )
+    if any(getattr(m, "scale_approx_mult_bits", None) for m in wrappers):
+        warnings.warn(
+            "scale_approx_mult_bits is simulated only: ONNX Runtime re-quantizes with exact float scales, so "
+            "the deployed model differs slightly from the simulation",
+            stacklevel=3,
+        )
     flags = [(m, m.deploy) for m in wrappers]
     try:
         for m in wrappers:

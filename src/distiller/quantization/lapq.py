@@ -130,7 +130,7 @@ def _write_buffer(module: nn.Module, name: str, value: torch.Tensor | float) -> 
     buf.data.copy_(torch.as_tensor(value, dtype=buf.dtype).expand_as(buf))
 
 
-def requantize_weights(module: nn.Module) -> None:
+def _requantize_weights(module: nn.Module) -> None:
     """Re-quantize ``module``'s weights from ``wrapped_module.float_weight`` with its current ``w_scale``."""
     inner = module.wrapped_module
     fw = inner.float_weight
@@ -199,7 +199,7 @@ class _QTensor:
         if zero_point is not None:
             _write_buffer(self.module, self.zp_name, zero_point)
         if self.kind == "weight":
-            requantize_weights(self.module)
+            _requantize_weights(self.module)
 
     # clipping values <-> (scale, zero point)
     def clipping(self) -> tuple[float, float]:
@@ -225,7 +225,6 @@ class _ModelTensors:
     order: list[str] = field(default_factory=list)  # quantized modules in execution order
     modules: dict[str, nn.Module] = field(default_factory=dict)
     used: list[_QTensor] = field(default_factory=list)
-    layer_inputs: dict[str, tuple[torch.Tensor, ...]] = field(default_factory=dict)
 
 
 def _scan(model: nn.Module, run: Callable[[nn.Module], Any]) -> _ModelTensors:
@@ -458,7 +457,7 @@ def init_linear_quant_params(
     mode = _init_mode(init_mode)
     float_model = copy.deepcopy(quantizer.model).eval() if not isinstance(mode, ClipMode) else None
     model, tensors = _prepare(quantizer, dummy_input, search_clipping)
-    _initialise(quantizer, tensors, mode, init_method, float_model, dummy_input, eval_fn)
+    _initialise(quantizer, tensors, mode, _init_name(init_mode), init_method, float_model, dummy_input, eval_fn)
     return model
 
 
@@ -483,6 +482,7 @@ def _initialise(
     quantizer: Any,
     tensors: _ModelTensors,
     mode: ClipMode | LossFn,
+    init_name: str,
     init_method: str | Callable,
     float_model: nn.Module | None,
     dummy_input: Any,
@@ -490,17 +490,12 @@ def _initialise(
 ) -> None:
     stats = quantizer.model_activation_stats
     clip = mode if isinstance(mode, ClipMode) else ClipMode.NONE
-    for t in tensors.used:
+    for t in tensors.used:  # per-channel weight scales too: they are not searched, but take the init clip mode
         _init_from_clip_mode(t, clip, stats)
-    # per-channel weight scales are not searched, but still take the init clip mode
-    for name in tensors.order:
-        module = tensors.modules[name]
-        if _is_weight_holder(module) and module.w_scale.numel() > 1:
-            _init_from_clip_mode(_QTensor(name, module, "weight"), clip, stats)
-    log.info("LAPQ: initialising %d quantization parameters with %s", len(tensors.used), _init_name(mode))
+    log.info("LAPQ: initialising %d quantization parameters with %s", len(tensors.used), init_name)
     if isinstance(mode, ClipMode):
         return
-    import_scipy()
+    _import_scipy()
     reference = _float_reference(float_model, dummy_input)
     run = (lambda m: eval_fn(m)) if eval_fn is not None else _run_input(dummy_input)
     inputs = _capture_layer_inputs(reference, tensors.order, run)
@@ -514,7 +509,7 @@ def _initialise(
         _optimize_layer(name, by_module[name], float_layers[name], inputs[name], mode, init_method)
 
 
-def import_scipy() -> Any:
+def _import_scipy() -> Any:
     try:
         import scipy.optimize as opt
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -581,9 +576,9 @@ class _Vector:
         return True
 
 
-def model_quant_params(model: nn.Module) -> OrderedDict[str, dict[str, Any]]:
+def model_quant_params(model: nn.Module) -> dict[str, dict[str, Any]]:
     """``{module: {buffer: value}}`` of every scale and zero point of a quantized model, as plain numbers."""
-    out: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    out: dict[str, dict[str, Any]] = {}
     for raw, module in model.named_modules():
         if not raw or not (_is_quant_module(module) or isinstance(module, RangeLinearQuantWrapper)):
             continue
@@ -622,11 +617,11 @@ def apply_quant_params(model: nn.Module, params: Mapping[str, Mapping[str, Any]]
                     f"apply_quant_params: {name} has no float copy of its weights to re-quantize; quantize with "
                     "save_fp_weights=True."
                 )
-            requantize_weights(module)
+            _requantize_weights(module)
 
 
-def _vector_to_params(vector: _Vector) -> OrderedDict[str, dict[str, float]]:
-    out: OrderedDict[str, dict[str, float]] = OrderedDict()
+def _vector_to_params(vector: _Vector) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
     for t in vector.tensors:
         entry = out.setdefault(t.module_name, {})
         entry[t.scale_name] = float(t.scale)
@@ -648,7 +643,7 @@ def ptq_coordinate_search(
     init_method: str | Callable = "Powell",
     search_clipping: bool = False,
     minimizer_kwargs: Mapping[str, Any] | None = None,
-) -> tuple[nn.Module, OrderedDict[str, dict[str, float]]]:
+) -> tuple[nn.Module, dict[str, dict[str, float]]]:
     """LAPQ: search the quantization parameters of a model against its loss (see the module docstring).
 
     Args:
@@ -675,15 +670,15 @@ def ptq_coordinate_search(
     Returns:
         ``(model, params)``: the prepared model set to the best parameters found (also
         ``quantizer.model``), and those parameters as ``{module: {buffer: float}}`` (scales and zero
-        points of the searched tensors; :func:`apply_quant_params` writes them into a prepared model).
-        Nothing is written to disk.
+        points of the searched tensors, plain ``dict``/``float`` for ``yaml.safe_dump``;
+        :func:`apply_quant_params` writes them into a prepared model). Nothing is written to disk.
     """
-    opt = import_scipy()
+    opt = _import_scipy()
     _check_quantizer(quantizer)
     mode = _init_mode(init_mode)
     float_model = copy.deepcopy(quantizer.model).eval() if not isinstance(mode, ClipMode) else None
     model, tensors = _prepare(quantizer, dummy_input, search_clipping)
-    _initialise(quantizer, tensors, mode, init_method, float_model, dummy_input, eval_fn)
+    _initialise(quantizer, tensors, mode, _init_name(init_mode), init_method, float_model, dummy_input, eval_fn)
     del float_model
 
     vector = _Vector(tensors.used, search_clipping)
@@ -714,7 +709,7 @@ def ptq_coordinate_search(
         return loss
 
     init_loss = objective(x0)
-    log.info("LAPQ: loss after %s initialisation: %.6f", _init_name(mode), init_loss)
+    log.info("LAPQ: loss after %s initialisation: %.6f", _init_name(init_mode), init_loss)
     _test(test_fn, model, "initialisation")
 
     def callback(xk: np.ndarray, *args: Any) -> None:

@@ -32,7 +32,7 @@ from distiller.errors import ConfigError, GraphError, QuantizationError
 from distiller.modules import BatchMatmul, Concat, EltwiseAdd, EltwiseMult, Matmul
 from distiller.naming import normalize_module_name
 from distiller.quantization.modes import ClipMode, ModuleQuantMode, verify_clip_mode, verify_quant_mode
-from distiller.quantization.quantizer import QBits, Quantizer
+from distiller.quantization.quantizer import QBits, Quantizer, _check_bits
 from distiller.quantization.stats_file import load_quant_stats
 from distiller.quantization.wrappers import (
     FPWrapper,
@@ -98,6 +98,8 @@ class PostTrainLinearQuantizer(Quantizer):
         save_fp_weights: bool = False,
         also_clip_weights: bool = False,
     ) -> None:
+        _check_bits(bits_parameters, "bits_parameters")
+        _check_bits(bits_accum, "bits_accum")
         super().__init__(model, None, bits_activations, bits_parameters, bits_accum, overrides)
         self.mode = verify_quant_mode(mode)
         self.clip_acts = verify_clip_mode(clip_acts)
@@ -407,15 +409,14 @@ class PostTrainLinearQuantizer(Quantizer):
         return p_bits.acts is not None and p_bits.acts == r_bits.acts
 
     def _add_override(self, name: str, **settings: Any) -> None:
-        """Settings for exactly one module, ahead of the user's patterns."""
+        """Settings for exactly one module, ahead of the user's patterns (keeping what matched it first)."""
         import re
 
         key = re.escape(name)
-        merged = {**self.module_overrides(name), **self.overrides.get(key, {}), **settings}
+        merged = {**self.module_overrides(name), **settings}
         self.overrides[key] = merged
         self.overrides.move_to_end(key, last=False)
-        self._patterns.insert(0, (key, re.compile(key))) if key not in [p for p, _ in self._patterns] else None
-        self._patterns.sort(key=lambda pr: list(self.overrides).index(pr[0]))
+        self._patterns = [(p, re.compile(p)) for p in self.overrides]
 
     def _post_prepare_model(self) -> None:
         self.model.eval()  # the wrappers are evaluation-only

@@ -20,14 +20,22 @@ kernels (``fbgemm``/``x86`` or ``qnnpack``, CPU only), using the very scales and
   returns float32 tensors.
 
 Activations are ``quint8`` (with ``reduce_range``, a 7-bit grid, for the ``fbgemm``/``x86`` backends,
-whose kernels can saturate 16-bit intermediate sums without it on processors lacking VNNI); signed
-Distiller values move up by 128, an exact change of representation.
+whose kernels can saturate 16-bit intermediate sums without it on processors lacking VNNI; pass
+``reduce_range=False`` on VNNI processors for the simulation's exact grids); signed Distiller values move
+up by 128, an exact change of representation. A 7-bit grid has half the resolution, and values beyond
+the calibrated range are clipped at twice that range instead of at its end (PyTorch clamps to the full
+8-bit type), so reduced-range results deviate more from the simulation than full-range ones.
 
 The prepared model is a ``torch.fx.GraphModule`` (:func:`~distiller.quantization.modularize`); the
 conversion runs the simulated model once on ``dummy_input`` to see which tensors carry quantization
 metadata (a wrapper re-uses its producer's parameters when they do), rewrites the graph with the
 quantize / dequantize stubs the data flow needs (so no redundant dequantize → quantize pair is created),
 and runs the result once on ``dummy_input`` as a check.
+
+Saving: ``torch.save`` of the converted GraphModule does not load back (PyTorch cannot unpickle a
+GraphModule holding quantized convolutions); keep its ``state_dict`` (it loads into a fresh conversion),
+or save the simulated model and convert again, as the quantized checkpoints of ``classify`` do. The
+result runs with the quantized engine it was converted for (``torch.backends.quantized.engine``).
 
 ``torch.ao.nn.quantized`` is deprecated as of PyTorch 2.14; the conversion warns (``FutureWarning``) and
 points to the supported deployment path, :func:`distiller.quantization.export_onnx` (``--export-onnx``).
@@ -43,6 +51,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
 from torch import fx, nn
 
 from distiller.errors import QuantizationError
@@ -188,8 +198,6 @@ class _QFunctionalModule(nn.Module):
 
     def __init__(self, scale: float, zero_point: int) -> None:
         super().__init__()
-        import torch.ao.nn.quantized as nnq
-
         self.qfunc = nnq.QFunctional()
         self.qfunc.scale = float(scale)
         self.qfunc.zero_point = int(zero_point)
@@ -293,8 +301,6 @@ def _runs_quantized(module: nn.Module) -> bool:
 
 def _nnq_with_output_params(module: nn.Module, scale: float, zero_point: int) -> nn.Module | None:
     """The ``nnq`` module computing ``module`` onto the given output parameters, if there is one."""
-    import torch.ao.nn.quantized as nnq
-
     if type(module) is nn.LeakyReLU:
         return nnq.LeakyReLU(scale, zero_point, module.negative_slope)
     if type(module) is nn.Hardswish:
@@ -371,17 +377,24 @@ def _wrapper_types() -> dict[str, type]:
         "fake": w.RangeLinearFakeQuantWrapper,
         "embedding": w.RangeLinearEmbeddingWrapper,
         "weights_only": w.WeightsOnlyQuantWrapper,
-        "fp": w.FPWrapper,
     }
 
 
-def _check_convertible(model: nn.Module) -> None:
-    """Static mode and 8 bits everywhere, or a QuantizationError saying what to change."""
+def _check_convertible(model: nn.Module) -> list[str]:
+    """Static mode and 8 bits everywhere, or a QuantizationError saying what to change.
+
+    Returns the simulation settings PyTorch's kernels do not reproduce (reported as a warning).
+    """
     types = _wrapper_types()
     found = False
+    inexact: list[str] = []
     for name, m in model.named_modules():
         if isinstance(m, types["base"]):
             found = True
+            if m.scale_approx_mult_bits is not None:
+                inexact.append(f"{name}: scale_approx_mult_bits={m.scale_approx_mult_bits}")
+            if m.num_bits_accum != 32:
+                inexact.append(f"{name}: bits_accum={m.num_bits_accum}")
             if not m.preset_act_qparams:
                 raise QuantizationError(
                     f"Cannot convert to PyTorch quantized modules: '{name}' is quantized in dynamic mode (scales "
@@ -411,6 +424,7 @@ def _check_convertible(model: nn.Module) -> None:
             "Cannot convert to PyTorch quantized modules: the model holds no quantized layers. Quantize it first "
             "(distiller.quantize(model, config, calibration_loader) or PostTrainLinearQuantizer.prepare_model)."
         )
+    return inexact
 
 
 def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
@@ -430,25 +444,25 @@ class _Converter:
         self.env: dict[fx.Node, _Value] = {}
         self.dequant_cache: dict[fx.Node, fx.Node] = {}  # new quantized node -> its DeQuantize node
         self.quant_cache: dict[tuple[fx.Node, tuple[float, int]], fx.Node] = {}
-        self.converted: dict[str, tuple[nn.Module, Any]] = {}
+        self.converted: dict[str, nn.Module] = {}  # module name -> its replacement
+        self.taken = {name for name, _ in root.named_modules()}
         self.types = _wrapper_types()
         self.fallbacks: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------------------
     def _new_module(self, base: str, module: nn.Module) -> str:
-        taken = {n for n, _ in self.root.named_modules()}
+        """Add ``module`` (a stub) to the model under a free top-level name; returns the name."""
         base = base.replace(".", "_")
         name, i = base, 1
-        while name in taken or hasattr(self.root, name):
+        while name in self.taken or hasattr(self.root, name):
             name, i = f"{base}_{i}", i + 1
         self.root.add_submodule(name, module)
+        self.taken.add(name)
         return name
 
     def dequantized(self, qnode: fx.Node, name: str) -> fx.Node:
         """A ``DeQuantize`` of the new graph's quantized node ``qnode`` (one per node)."""
         if qnode not in self.dequant_cache:
-            import torch.ao.nn.quantized as nnq
-
             self.dequant_cache[qnode] = self.graph.call_module(self._new_module(name, nnq.DeQuantize()), (qnode,))
         return self.dequant_cache[qnode]
 
@@ -466,8 +480,6 @@ class _Converter:
             return value.node
         key = (src, qparams)
         if key not in self.quant_cache:
-            import torch.ao.nn.quantized as nnq
-
             if not self.records[src].is_tensor:
                 raise QuantizationError(f"'{src.name}' feeds a quantized layer but is not a tensor")
             f = self.get_f(src)
@@ -522,8 +534,6 @@ class _Converter:
         """``new`` (quantized with ``current``) brought to ``wanted``."""
         if current == wanted:
             return _Value(new, wanted)
-        import torch.ao.nn.quantized as nnq
-
         deq = self.dequantized(new, f"{node.name}_dequant")
         quant = nnq.Quantize(wanted[0], wanted[1], torch.quint8)
         return _Value(self.graph.call_module(self._new_module(f"{node.name}_requant", quant), (deq,)), wanted)
@@ -627,10 +637,9 @@ class _Converter:
     def _replace(self, target: str, build: Callable[[], nn.Module]) -> nn.Module:
         """The converted module of ``target`` (built once), put in place of the wrapper."""
         if target not in self.converted:
-            new = build()
-            _set_submodule(self.root, target, new)
-            self.converted[target] = (new, None)
-        return self.converted[target][0]
+            self.converted[target] = build()
+            _set_submodule(self.root, target, self.converted[target])
+        return self.converted[target]
 
     def convert_param_layer(self, node: fx.Node, target: str, wrapper: nn.Module) -> _Value:
         inputs = self.quantized_inputs(node, wrapper)
@@ -679,8 +688,6 @@ class _Converter:
 
     def float_fake_quant(self, node: fx.Node, target: str, wrapper: nn.Module, inner: nn.Module) -> _Value:
         """Dequantized inputs (on the wrapper's input grids) → the float module → quantized output."""
-        import torch.ao.nn.quantized as nnq
-
         args = []
         for idx, src in enumerate(node.args):
             if not isinstance(src, fx.Node):
@@ -713,9 +720,6 @@ def _dequantized_embedding(wrapper: nn.Module) -> nn.Embedding:
 
 def _quantized_param_layer(wrapper: nn.Module, out_q: tuple[float, int]) -> nn.Module:
     """``nnq.Conv1d/2d/3d``, ``nnq.Linear`` (or the ReLU-fused ones) with the wrapper's integer weights."""
-    import torch.ao.nn.intrinsic.quantized as nniq
-    import torch.ao.nn.quantized as nnq
-
     m = wrapper.wrapped_module
     ws = wrapper.weight_settings
     per_channel = wrapper.w_scale.numel() > 1
@@ -730,12 +734,12 @@ def _quantized_param_layer(wrapper: nn.Module, out_q: tuple[float, int]) -> nn.M
         else:
             q = nnq.Linear(m.in_features, m.out_features, bias_=bias is not None)
     else:
-        classes = {
-            nn.Conv1d: (nnq.Conv1d, nniq.ConvReLU1d),
-            nn.Conv2d: (nnq.Conv2d, nniq.ConvReLU2d),
-            nn.Conv3d: (nnq.Conv3d, nniq.ConvReLU3d),
-        }
-        cls = classes[type(m)][1 if relu else 0]
+        classes = [
+            (nn.Conv1d, nnq.Conv1d, nniq.ConvReLU1d),
+            (nn.Conv2d, nnq.Conv2d, nniq.ConvReLU2d),
+            (nn.Conv3d, nnq.Conv3d, nniq.ConvReLU3d),
+        ]
+        cls = next(fused if relu else plain for kind, plain, fused in classes if isinstance(m, kind))
         if m.padding_mode != "zeros":
             raise QuantizationError(
                 f"PyTorch's quantized convolutions support only zero padding; the layer uses "
@@ -799,7 +803,7 @@ def convert_to_pytorch(
     if dummy_input is None:
         raise QuantizationError("convert_to_pytorch needs a dummy input (a batch the model accepts).")
     model = _unwrap(model)
-    _check_convertible(model)
+    inexact = _check_convertible(model)
     if not isinstance(model, fx.GraphModule):
         raise QuantizationError(
             f"Cannot convert {type(model).__name__} to PyTorch quantized modules: the conversion rewrites the "
@@ -824,7 +828,6 @@ def convert_to_pytorch(
         converter = _Converter(sim, root, recorder.records, reduce_range)
         graph = converter.run()
         converted = fx.GraphModule(root, graph, class_name=type(model).__name__)
-        converted.graph.eliminate_dead_code()
         converted.delete_all_unused_submodules()
         converted.recompile()
         converted.eval()
@@ -838,6 +841,12 @@ def convert_to_pytorch(
     for value in out if isinstance(out, tuple | list) else (out,):
         if isinstance(value, torch.Tensor) and value.is_quantized:
             raise QuantizationError("the converted model returns a quantized tensor (internal error)")
+    if inexact:
+        warnings.warn(
+            "PyTorch's quantized kernels re-quantize with exact scales and 32-bit accumulators; the converted "
+            "model differs slightly from the simulation of " + ", ".join(inexact),
+            stacklevel=2,
+        )
     if converter.fallbacks:
         warnings.warn(
             "no PyTorch quantized equivalent for " + ", ".join(converter.fallbacks) + ": run in float on "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -98,6 +99,7 @@ class Quantizer:
         self.replacement_blacklist: list[type] = []
         self.prepared = False
         self.modules_replaced: OrderedDict[str, nn.Module] = OrderedDict()
+        self._replaced_by_id: dict[int, tuple[str, nn.Module]] = {}
 
     # -- per-module settings -----------------------------------------------------------------
     def matching_pattern(self, name: str) -> str | None:
@@ -154,10 +156,23 @@ class Quantizer:
         return self.default_replacement_fn
 
     def _replace_modules(self, container: nn.Module, prefix: str) -> None:
-        for child_name, child in list(container.named_children()):
+        for child_name, child in list(container._modules.items()):
+            if child is None:
+                continue
             full = f"{prefix}.{child_name}" if prefix else child_name
             name = normalize_module_name(full)
+            seen = self._replaced_by_id.get(id(child))
+            if seen is not None:  # one module instance reachable under two names: replace it once
+                first_name, replacement = seen
+                warnings.warn(
+                    f"module {name} is the same instance as {first_name}; both use one quantized module",
+                    stacklevel=3,
+                )
+                if replacement is not child:
+                    setattr(container, child_name, replacement)
+                continue
             if isinstance(child, tuple(self.replacement_blacklist)):
+                self._replaced_by_id[id(child)] = (name, child)
                 continue
             fn = self._replacement_fn(child)
             is_leaf = not list(child.children())
@@ -166,6 +181,7 @@ class Quantizer:
                 continue
             settings = self._replacement_settings(name, fn)
             new = fn(child, name, self.module_qbits_map_for(name, child), **settings)
+            self._replaced_by_id[id(child)] = (name, new)
             if new is not child:
                 setattr(container, child_name, new)
                 self.modules_replaced[name] = new
