@@ -79,7 +79,8 @@ def top1_and_logits(fn, loader) -> tuple[float, np.ndarray]:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED / "cifar10"))
-    parser.add_argument("--checkpoint", default=str(SHARED / "distiller-checkpoints" / "checkpoint_trained_dense.pth.tar"))
+    dense = SHARED / "distiller-checkpoints" / "checkpoint_trained_dense.pth.tar"
+    parser.add_argument("--checkpoint", default=str(dense))
     parser.add_argument("--calibration", type=int, default=1000)
     parser.add_argument("--test-size", type=int, default=10000)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
@@ -101,13 +102,14 @@ def main() -> None:
         dynamic = config.pop("dynamic", False)
         start = time.perf_counter()
         qmodel = quantize(model, config, None if dynamic else calib, example_input=torch.randn(1, 3, 32, 32))
-        sim_top1, sim_logits = top1_and_logits(lambda x: qmodel(x).numpy(), loaders.test)
+        sim_top1, sim_logits = top1_and_logits(lambda x, m=qmodel: m(x).numpy(), loaders.test)
         run = {"config": CONFIGS[name], "simulated_top1": sim_top1, "drop_vs_fp32": fp_top1 - sim_top1}
         if not dynamic:
             with tempfile.TemporaryDirectory() as tmp:
                 path = export_onnx(qmodel, Path(tmp) / "model.onnx", torch.randn(1, 3, 32, 32))
                 session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-                ort_top1, ort_logits = top1_and_logits(lambda x: session.run(None, {"input": x.numpy()})[0], loaders.test)
+                run_ort = lambda x, s=session: s.run(None, {"input": x.numpy()})[0]  # noqa: E731
+                ort_top1, ort_logits = top1_and_logits(run_ort, loaders.test)
             run.update(
                 onnxruntime_int8_top1=ort_top1,
                 sim_minus_ort_top1=sim_top1 - ort_top1,
