@@ -151,7 +151,7 @@ class PostTrainLinearQuantizer(Quantizer):
         self.replacement_factory[Matmul] = self._replace_with(RangeLinearQuantMatmulWrapper)
         self.replacement_factory[BatchMatmul] = self._replace_with(RangeLinearQuantMatmulWrapper)
         self.replacement_factory[nn.Embedding] = self._replace_embedding
-        self.default_replacement_fn = self._replace_fake_quant
+        self.default_replacement_fn = self._replace_with(RangeLinearFakeQuantWrapper, any_module=True)
         self.replacement_blacklist = [nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.Identity]
 
     @property
@@ -261,7 +261,10 @@ class PostTrainLinearQuantizer(Quantizer):
             **kwargs,
         )
 
-    def _replace_with(self, wrapper_cls: type):  # noqa: ANN202
+    def _replace_with(self, wrapper_cls: type, any_module: bool = False):  # noqa: ANN202
+        """A replacement function wrapping a module in ``wrapper_cls`` (``any_module``: the default one,
+        which also honours ``make_identity`` and leaves dropout/identity modules alone)."""
+
         def replace(
             module: nn.Module,
             name: str,
@@ -277,11 +280,13 @@ class PostTrainLinearQuantizer(Quantizer):
             make_identity: bool = False,
             quantize_inputs: bool = True,
         ) -> nn.Module:
+            if any_module and make_identity:
+                return nn.Identity()
             fp = self._fp_or_none(module, fpq_module)
             if fp is not None:
                 return fp
             qbits = qbits_map[name]
-            if qbits.acts is None:
+            if qbits.acts is None or (any_module and isinstance(module, _NO_FAKE_QUANT)):
                 return module
             kwargs = self._wrapper_kwargs(
                 name,
@@ -309,43 +314,6 @@ class PostTrainLinearQuantizer(Quantizer):
             return module
         wmode = (verify_quant_mode(mode) if mode is not None else self.mode).weights
         return RangeLinearEmbeddingWrapper(module, qbits.wts, wmode, self.save_fp_weights)
-
-    def _replace_fake_quant(
-        self,
-        module: nn.Module,
-        name: str,
-        qbits_map: dict[str, QBits],
-        mode: Any = None,
-        clip_acts: Any = None,
-        clip_n_stds: float | None = None,
-        clip_half_range: bool | None = None,
-        input_overrides: Mapping[int, Mapping[str, Any]] | None = None,
-        inputs_quant_auto_fallback: bool | None = None,
-        scale_approx_mult_bits: int | None = None,
-        fpq_module: int | None = None,
-        make_identity: bool = False,
-        quantize_inputs: bool = True,
-    ) -> nn.Module:
-        if make_identity:
-            return nn.Identity()
-        fp = self._fp_or_none(module, fpq_module)
-        if fp is not None:
-            return fp
-        qbits = qbits_map[name]
-        if qbits.acts is None or isinstance(module, _NO_FAKE_QUANT):
-            return module
-        kwargs = self._wrapper_kwargs(
-            name,
-            qbits,
-            mode,
-            clip_acts,
-            clip_n_stds,
-            clip_half_range,
-            scale_approx_mult_bits,
-            input_overrides,
-            inputs_quant_auto_fallback,
-        )
-        return RangeLinearFakeQuantWrapper(module, **kwargs)
 
     # -- preparation -------------------------------------------------------------------------
     def _pre_prepare_model(self, dummy_input: torch.Tensor | None) -> None:
