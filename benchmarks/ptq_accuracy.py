@@ -38,6 +38,13 @@ CONFIGS: dict[str, dict] = {
         "clip_acts": "AVG",
         "overrides": {"fc": {"clip_acts": "NONE"}},
     },
+    # --qe-mode sym --qe-per-channel (no clipping)
+    "sym8_per_channel_none": {"mode": "sym", "per_channel_wts": True},
+    # --qe-mode-acts asym_u --qe-mode-wts sym --qe-per-channel: what ONNX Runtime's quantizer does (MinMax)
+    "asym8_acts_sym_wts_per_channel_none": {
+        "mode": {"activations": "asym_u", "weights": "sym"},
+        "per_channel_wts": True,
+    },
     # --qe-dynamic --qe-clip-acts avg --qe-no-clip-layers fc (the original's full-flow test 3: 91.47)
     "dynamic_sym8_avg_noclip_fc": {
         "mode": "sym",
@@ -76,6 +83,20 @@ def top1_and_logits(fn, loader) -> tuple[float, np.ndarray]:  # noqa: ANN001
     return 100.0 * correct / total, np.concatenate(outputs)
 
 
+def ort_quantizer_top1(model, calib, test_loader) -> float:  # noqa: ANN001
+    """Top-1 of ONNX Runtime's own static quantizer on the same model and calibration images (baseline)."""
+    import onnxruntime as ort
+
+    from distiller.export.onnx_runtime import quantize_static_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", torch.randn(1, 3, 32, 32))
+        int8 = quantize_static_onnx(fp32, Path(tmp) / "int8.onnx", [x for x, _ in calib])
+        session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+        top1, _ = top1_and_logits(lambda x: session.run(None, {"input": x.numpy()})[0], test_loader)
+    return top1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED / "cifar10"))
@@ -85,6 +106,7 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=10000)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--out", default="ptq_accuracy.json")
+    parser.add_argument("--no-baseline", action="store_true", help="skip ONNX Runtime's own quantizer")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -97,6 +119,10 @@ def main() -> None:
     fp_top1, fp_logits = top1_and_logits(lambda x: model(x).numpy(), loaders.test)
     results = {"fp32_top1": fp_top1, "test_images": len(fp_logits), "calibration_images": args.calibration, "runs": {}}
     print(f"FP32 top-1 {fp_top1:.2f} on {len(fp_logits)} test images")
+    if not args.no_baseline:
+        results["onnxruntime_quantizer_top1"] = ort_quantizer_top1(model, calib, loaders.test)
+        baseline = results["onnxruntime_quantizer_top1"]
+        print(f"ONNX Runtime's static quantizer (QDQ, per-channel, u8/s8, MinMax): {baseline:.2f}")
     for name in args.configs:
         config = dict(CONFIGS[name])
         dynamic = config.pop("dynamic", False)
