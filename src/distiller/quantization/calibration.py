@@ -236,8 +236,10 @@ def batch_summary(tensor: torch.Tensor) -> tuple[float, ...]:
     # accurate mean and M2 even when |mean| >> std (a float32 var_mean is off by the mean's rounding).
     shift = x.mean()
     dev = x - shift
-    s1 = dev.sum(dtype=torch.float64)
-    s2 = dev.square().sum(dtype=torch.float64)
+    # Per-sample float32 sums (PyTorch sums with cascaded partial sums) then float64 across samples:
+    # as accurate here as a float64 reduction, several times faster on CPU.
+    s1 = dev.sum(dim=1).double().sum()
+    s2 = dev.square().sum(dim=1).double().sum()
     lo_v, hi_v, sum_min_v, sum_max_v, shift_v, s1_v, s2_v = torch.stack(
         [lo.double(), hi.double(), sum_min, sum_max, shift.double(), s1, s2]
     ).tolist()
@@ -250,7 +252,7 @@ def abs_deviation_sum(tensor: torch.Tensor, mean: float) -> float:
     """Second-pass number of one batch: the sum of ``|x - mean|`` (float64 accumulation)."""
     tensor = widen(tensor)
     center = torch.tensor(mean, dtype=torch.float64, device=tensor.device).to(tensor.dtype)
-    return (tensor - center).abs().sum(dtype=torch.float64).item()
+    return per_sample(tensor - center).abs().sum(dim=1).double().sum().item()
 
 
 class _RunningStats:
