@@ -13,30 +13,58 @@
 
 from distiller.quantization.api import calibrate, quantize, quantizer_config_from_file
 from distiller.quantization.calibration import QuantCalibrationStatsCollector, calibration_forward, collect_quant_stats
+from distiller.quantization.clipped_linear import (
+    ClippedLinearQuantization,
+    DorefaQuantizer,
+    LearnedClippedLinearQuantization,
+    PACTQuantizer,
+    WRPNQuantizer,
+)
 from distiller.quantization.deploy import deployment_form, export_onnx, is_quantized
 from distiller.quantization.greedy_search import ptq_greedy_search
 from distiller.quantization.lapq import lapq_eval_fn, ptq_coordinate_search
 from distiller.quantization.modes import ClipMode, LinearQuantMode, ModuleQuantMode
 from distiller.quantization.post_train import PostTrainLinearQuantizer
-from distiller.quantization.quantizer import QBits, Quantizer
+from distiller.quantization.quantizer import QBits, Quantizer, deploy_state_dict, strip_fp_copy
+from distiller.quantization.range_linear_qat import (
+    FakeLinearQuantization,
+    FakeQuantizationWrapper,
+    NCFQuantAwareTrainQuantizer,
+    QuantAwareTrainRangeLinearQuantizer,
+)
 from distiller.quantization.stats_file import load_quant_stats, save_quant_stats
 from distiller.registry import Registry
 
 QUANTIZERS: Registry[type] = Registry("quantizer")
 QUANTIZERS.register("PostTrainLinearQuantizer", PostTrainLinearQuantizer)
+QUANTIZERS.register("QuantAwareTrainRangeLinearQuantizer", QuantAwareTrainRangeLinearQuantizer)
+QUANTIZERS.register("NCFQuantAwareTrainQuantizer", NCFQuantAwareTrainQuantizer)
+QUANTIZERS.register("DorefaQuantizer", DorefaQuantizer)
+QUANTIZERS.register("PACTQuantizer", PACTQuantizer)
+QUANTIZERS.register("WRPNQuantizer", WRPNQuantizer)
 
 __all__ = [
     "QUANTIZERS",
     "ClipMode",
+    "ClippedLinearQuantization",
+    "DorefaQuantizer",
+    "FakeLinearQuantization",
+    "FakeQuantizationWrapper",
+    "LearnedClippedLinearQuantization",
     "LinearQuantMode",
     "ModuleQuantMode",
+    "NCFQuantAwareTrainQuantizer",
+    "PACTQuantizer",
     "PostTrainLinearQuantizer",
     "QBits",
+    "QuantAwareTrainRangeLinearQuantizer",
     "QuantCalibrationStatsCollector",
     "Quantizer",
+    "WRPNQuantizer",
     "calibrate",
     "calibration_forward",
     "collect_quant_stats",
+    "deploy_state_dict",
     "deployment_form",
     "export_onnx",
     "is_quantized",
@@ -47,4 +75,5 @@ __all__ = [
     "quantize",
     "quantizer_config_from_file",
     "save_quant_stats",
+    "strip_fp_copy",
 ]

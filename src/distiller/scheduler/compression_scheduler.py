@@ -369,17 +369,31 @@ class CompressionScheduler:
         """Apply every mask (forward semantics)."""
         self.apply_mask(is_forward=True)
 
-    def _sync_lr_param_groups(self, optimizer: torch.optim.Optimizer | None) -> None:
-        """Give LR schedulers the param groups a quantizer added when it prepared the model."""
+    def _sync_lr_param_groups(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Give LR schedulers the param groups a quantizer added when it prepared the model.
+
+        PyTorch schedulers keep one entry per group (``base_lrs``, ``_last_lr``; ``min_lrs`` of
+        ``ReduceLROnPlateau``), fixed when they were built; a group added later gets entries here
+        (its ``initial_lr`` is set by :func:`~distiller.quantization.quantizer.add_param_groups` so
+        that it follows the first group's schedule).
+        """
         for entry in self._entries:
             sched = getattr(entry.policy, "lr_scheduler", None) if entry.is_lr else None
             opt = getattr(sched, "optimizer", None)
-            base = getattr(sched, "base_lrs", None)
-            if opt is None or not isinstance(base, list) or len(base) >= len(opt.param_groups):
+            if opt is None:
                 continue
-            for group in opt.param_groups[len(base) :]:
-                group.setdefault("initial_lr", group["lr"])
-                base.append(group["initial_lr"])
+            groups = opt.param_groups
+            base = getattr(sched, "base_lrs", None)
+            if isinstance(base, list) and len(base) < len(groups):
+                for group in groups[len(base) :]:
+                    group.setdefault("initial_lr", group["lr"])
+                    base.append(group["initial_lr"])
+            last = getattr(sched, "_last_lr", None)
+            if isinstance(last, list) and len(last) < len(groups):
+                last.extend(group["lr"] for group in groups[len(last) :])
+            min_lrs = getattr(sched, "min_lrs", None)
+            if isinstance(min_lrs, list) and min_lrs and len(min_lrs) < len(groups):
+                min_lrs.extend([min_lrs[0]] * (len(groups) - len(min_lrs)))
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -426,6 +440,7 @@ class CompressionScheduler:
         self._pending_state = list(state.get("policies") or [])
         for index, entry in enumerate(self._entries[: len(self._pending_state)]):
             self._restore_policy(entry, self._pending_state[index])
+        self._sync_lr_param_groups()  # a restored quantization policy may have added param groups
 
     def _restore_policy(self, entry: ScheduledPolicy, saved: Mapping[str, Any]) -> None:
         key = saved.get("key") if isinstance(saved, Mapping) else None

@@ -18,6 +18,7 @@ Differences from the original, each fixing a silent failure:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -40,6 +41,7 @@ __all__ = [
     "component_state",
     "is_last_firing",
     "load_component_state",
+    "quantization_prepared",
 ]
 
 logger = logging.getLogger(__name__)
@@ -268,7 +270,16 @@ class LRPolicy(ScheduledTrainingPolicy):
         return {"lr_scheduler": component_state(self.lr_scheduler)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        load_component_state(self.lr_scheduler, state.get("lr_scheduler"))
+        saved = state.get("lr_scheduler")
+        if isinstance(saved, Mapping):
+            # Checkpoints hold plain dicts: give back the Counter that MultiStepLR's milestones are.
+            saved = {
+                k: Counter(v)
+                if isinstance(getattr(self.lr_scheduler, k, None), Counter) and isinstance(v, Mapping)
+                else v
+                for k, v in saved.items()
+            }
+        load_component_state(self.lr_scheduler, saved)
         # The optimizer's LR must be the restored scheduler's: building a PyTorch scheduler with
         # last_epoch != -1 takes one (chainable) step that may have changed it.
         get_last_lr = getattr(self.lr_scheduler, "get_last_lr", None)
@@ -289,8 +300,24 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
     """Quantization-aware training: prepares the model when it first fires, re-quantizes each step.
 
     The original called ``quantizer.prepare_model()`` in the constructor, i.e. while the YAML was
-    parsed, so merely validating a schedule transformed the model. Here preparation waits for the
-    first scheduled epoch (the quantization issue adds the rest of the quantizer interface).
+    parsed, so merely validating a schedule transformed the model and QAT had to start at epoch 0.
+    Here preparation waits for the policy's first firing, so QAT may start after pruning:
+
+    * ``on_epoch_begin`` of the first firing: ``prepare_model()`` in place (float copies,
+      replaced activations), learned quantization parameters (PACT's α) added to the optimizer as
+      new parameter groups (the quantizer's ``optimizer``, else the one in ``meta``), then
+      ``quantize_params()``. The scheduler then extends its LR schedulers to the new groups
+      (:meth:`CompressionScheduler._sync_lr_param_groups`), which start at the first group's
+      current LR and follow the same schedule.
+    * ``on_minibatch_end``: ``quantize_params()`` after the optimizer step (the forward pass
+      re-quantizes anyway; this keeps the quantized buffers current for anything reading them
+      between steps).
+    * After the window the model stays quantized: the window says when QAT starts, not when it stops.
+
+    Resume: :meth:`state_dict` records whether the model was prepared. :meth:`load_state_dict`
+    with ``prepared`` prepares the model at once, adding the optimizer groups, so the caller must
+    restore the scheduler state *after* building the schedule with the run's optimizer and *before*
+    loading the model weights and the optimizer state (see :func:`quantization_prepared`).
     """
 
     def __init__(self, quantizer: Any) -> None:
@@ -298,16 +325,18 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
         self.quantizer = quantizer
         self.prepared = False
 
-    def prepare(self) -> None:
+    def prepare(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Prepare the model now (idempotent); also called by the first firing."""
         if self.prepared:
             return
+        if optimizer is not None and getattr(self.quantizer, "optimizer", False) is None:
+            self.quantizer.optimizer = optimizer
         self.quantizer.prepare_model()
         self.quantizer.quantize_params()
         self.prepared = True
 
     def on_epoch_begin(self, model: nn.Module, zeros_mask_dict: Any, meta: dict[str, Any], **kwargs: Any) -> None:
-        self.prepare()
+        self.prepare(meta.get("optimizer"))
 
     def on_minibatch_end(
         self,
@@ -318,13 +347,38 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
         zeros_mask_dict: Any,
         optimizer: torch.optim.Optimizer | None,
     ) -> None:
-        self.quantizer.quantize_params()
+        if self.prepared:
+            self.quantizer.quantize_params()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"quantizer": component_state(self.quantizer)}
+        return {"prepared": self.prepared, "quantizer": component_state(self.quantizer)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("prepared") and not self.prepared:
+            logger.info(
+                "Resuming after the start of quantization-aware training: preparing the model with %s",
+                type(self.quantizer).__name__,
+            )
+            self.prepare()
         load_component_state(self.quantizer, state.get("quantizer"))
+
+
+def quantization_prepared(scheduler_state: Mapping[str, Any] | None) -> bool:
+    """Whether a saved compression-scheduler state had a quantization policy that prepared the model.
+
+    A run resumed from such a checkpoint must prepare the model again before loading its weights
+    and optimizer state: build the optimizer on the float model, build the schedule with it
+    (``file_config(model, optimizer, ...)``), ``scheduler.load_state_dict(state)`` (the quantization
+    policy prepares the model and adds its optimizer groups), then load the model state dict and the
+    optimizer state.
+    """
+    for entry in (scheduler_state or {}).get("policies") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        key = str(entry.get("key", ""))
+        if key.startswith("QuantizationPolicy:") and (entry.get("state") or {}).get("prepared"):
+            return True
+    return False
 
 
 # --- extensions ------------------------------------------------------------------------------------
