@@ -106,6 +106,7 @@ class ClassifierApp:
         self.resumed_extras: dict = {}
         self.schedule: tuple[str, str] | None = None  # (file name, YAML text) of the --compress schedule
         self.saved: list[Path] = []
+        self.compression_attached = False
         self._load_weights()
         self._check_zero_layers()
 
@@ -119,6 +120,8 @@ class ClassifierApp:
         o = self.opts
         if o.resume_from:
             self.model = resume_quantized(o.resume_from, self.model)
+            if self._resume_after_qat_start(o.resume_from):
+                return
             loaded = load_checkpoint(o.resume_from, self.model, device=self.device)
             if loaded.scheduler_state:
                 # Masks always carry over; policy state (LR, pruner statistics) only when continuing the run.
@@ -144,6 +147,39 @@ class ClassifierApp:
             load_lean_checkpoint(o.exp_load_weights_from, self.model)
             self.model.to(self.device)
             log.info("Loaded weights from %s", o.exp_load_weights_from)
+
+    def _resume_after_qat_start(self, path: str) -> bool:
+        """Resume a run whose quantization-aware training had started (the model must be re-prepared).
+
+        The quantizer adds parameters (float weight copies, PACT's clipping values) and optimizer
+        groups when its policy first fires, so the saved state fits only a prepared model: build the
+        optimizer on the float model, the schedule with it, let the scheduler's state re-prepare the
+        model, and only then load the weights and the optimizer state.
+        """
+        from distiller.checkpoint import read_checkpoint
+        from distiller.scheduler.policies import quantization_prepared
+
+        ckpt = read_checkpoint(path)
+        state = ckpt.get("compression_sched")
+        if not quantization_prepared(state):
+            return False
+        o = self.opts
+        epoch = ckpt.get("epoch") or 0
+        self.start_epoch = 0 if o.reset_optimizer else int(epoch) + 1
+        self.resumed_extras = dict(ckpt.get("extras") or {})
+        if o.seed is None and "seed" in self.resumed_extras:
+            self.seed = int(self.resumed_extras["seed"])
+        if "best_scores" in self.resumed_extras and not o.reset_optimizer:
+            self.tracker.load_state_dict(self.resumed_extras["best_scores"])
+        self.optimizer = self._new_optimizer(ckpt.get("optimizer_type") or o.optimizer)
+        self.attach_compression()
+        self.compression_attached = True
+        self.scheduler.load_state_dict(state)
+        loaded = load_checkpoint(path, self.model, device=self.device)
+        if loaded.optimizer_state and not (o.evaluate or o.reset_optimizer):
+            self.optimizer.load_state_dict(loaded.optimizer_state)
+        log.info("Resumed from %s (epoch %d), quantization-aware training re-prepared", path, loaded.epoch)
+        return True
 
     def _check_zero_layers(self) -> None:
         zero = find_zero_conv_layers(self.model)
@@ -285,7 +321,8 @@ class ClassifierApp:
             )
         if self.optimizer is None:
             self.optimizer = self._new_optimizer()
-        self.attach_compression()
+        if not self.compression_attached:
+            self.attach_compression()
         if o.save_untrained_model:
             self._save(0, False, EvalResult(0.0, 0.0, 0.0), name="_".join(filter(None, [o.name, "untrained"])))
         loaders = self._data(test_only=False)

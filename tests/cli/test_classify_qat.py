@@ -1,0 +1,44 @@
+"""`distiller classify --compress` with quantization-aware training: resume across the QAT start, KD."""
+
+from __future__ import annotations
+
+import torch
+
+from shared_data import REPO_ROOT
+
+SCHEDULE = REPO_ROOT / "tests" / "data_files" / "digits_pact_from_epoch1.yaml"
+DIGITS = ("-a", "simplenet_digits", "--dataset", "digits", "-b", "64", "--lr", "0.1", "-j", "0", "--deterministic")
+
+
+def _checkpoint(run):
+    return torch.load(run.log_dir() / "checkpoint.pth.tar", weights_only=True)
+
+
+def test_resume_after_the_qat_start_is_bit_equal(run_cli, tmp_path):
+    full = run_cli("classify", *DIGITS, "--epochs", "4", "--compress", SCHEDULE, out_dir=tmp_path / "full")
+    part = run_cli("classify", *DIGITS, "--epochs", "3", "--compress", SCHEDULE, out_dir=tmp_path / "part")
+    assert full.code == 0 and part.code == 0, (full.err, part.err)
+    assert "relu1.clip_val" in _checkpoint(part)["state_dict"]  # QAT started at epoch 1
+    resumed = run_cli(
+        "classify", *DIGITS, "--epochs", "4", "--resume-from", part.log_dir() / "checkpoint.pth.tar",
+        out_dir=tmp_path / "resumed",
+    )
+    assert resumed.code == 0, resumed.err
+    expected, actual = _checkpoint(full), _checkpoint(resumed)
+    assert expected["state_dict"].keys() == actual["state_dict"].keys()
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(value, actual["state_dict"][key]), key
+    assert resumed.result() == full.result()
+
+
+def test_qat_with_knowledge_distillation_runs(run_cli, tmp_path):
+    teacher = run_cli("classify", *DIGITS, "--epochs", "2", out_dir=tmp_path / "teacher")
+    assert teacher.code == 0, teacher.err
+    run = run_cli(
+        "classify", *DIGITS, "--epochs", "2", "--compress", SCHEDULE, "--kd-teacher", "simplenet_digits",
+        "--kd-resume", teacher.log_dir() / "checkpoint.pth.tar", "--kd-temp", "4", "--kd-dw", "0.7",
+        "--kd-sw", "0.3", out_dir=tmp_path / "kd",
+    )
+    assert run.code == 0, run.err
+    assert "relu1.clip_val" in _checkpoint(run)["state_dict"]
+    assert run.result()[0] > 50.0
