@@ -23,6 +23,7 @@ from distiller.quantization.clipped_linear import (
 from distiller.quantization.deploy import deployment_form, export_onnx, is_quantized
 from distiller.quantization.greedy_search import ptq_greedy_search
 from distiller.quantization.lapq import lapq_eval_fn, ptq_coordinate_search
+from distiller.quantization.lsq import LSQActivationQuantization, LSQQuantizer, LSQWrapper
 from distiller.quantization.modes import ClipMode, LinearQuantMode, ModuleQuantMode
 from distiller.quantization.post_train import PostTrainLinearQuantizer
 from distiller.quantization.quantizer import QBits, Quantizer, deploy_state_dict, strip_fp_copy
@@ -42,8 +43,12 @@ QUANTIZERS.register("NCFQuantAwareTrainQuantizer", NCFQuantAwareTrainQuantizer)
 QUANTIZERS.register("DorefaQuantizer", DorefaQuantizer)
 QUANTIZERS.register("PACTQuantizer", PACTQuantizer)
 QUANTIZERS.register("WRPNQuantizer", WRPNQuantizer)
+QUANTIZERS.register("LSQQuantizer", LSQQuantizer)
 
 __all__ = [
+    "LSQActivationQuantization",
+    "LSQQuantizer",
+    "LSQWrapper",
     "QUANTIZERS",
     "ClipMode",
     "ClippedLinearQuantization",

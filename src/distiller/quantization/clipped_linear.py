@@ -117,9 +117,9 @@ class LearnedClippedLinearQuantizeSTE(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         input, alpha = ctx.saved_tensors
         upper = input >= alpha
-        zero = grad_output.new_zeros(())
-        grad_input = torch.where(upper | (input <= 0), zero, grad_output)
-        grad_alpha = torch.where(upper, grad_output, zero).sum().reshape(alpha.shape)
+        # Multiplying by the masks is several times faster than torch.where on CPU for large tensors.
+        grad_input = grad_output * ((input > 0) & ~upper)
+        grad_alpha = (grad_output * upper).sum().reshape(alpha.shape)
         return grad_input, grad_alpha, None, None, None
 
 
