@@ -92,6 +92,12 @@ def session_options(threads: int | None = None, optimization: str = "all") -> An
     return options
 
 
+#: ONNX Runtime 1.32's ``WeightBiasQuantization`` quantizes the *float* weights of a Conv/Gemm that sits
+#: between DequantizeLinear and QuantizeLinear (a layer kept float whose output is quantized), which changes
+#: what the model computes; disabled so the file runs as exported (and as Distiller simulated it).
+DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
 def create_session(
     model: str | os.PathLike | bytes, *, threads: int | None = None, optimization: str = "all", name: str | None = None
 ) -> Any:
@@ -115,7 +121,9 @@ def create_session(
             raise ExportError(f"ONNX file {path} does not exist" + (" (it is a folder)." if path.exists() else "."))
         model = str(path)
     try:
-        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            model, sess_options=options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+        )
     except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, NotImplemented, ...)
         raise ExportError(f"ONNX Runtime cannot load {label}: {_short(e)}") from e
 

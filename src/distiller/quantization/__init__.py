@@ -26,6 +26,7 @@ from distiller.quantization.lapq import lapq_eval_fn, ptq_coordinate_search
 from distiller.quantization.lsq import LSQActivationQuantization, LSQQuantizer, LSQWrapper
 from distiller.quantization.modes import ClipMode, LinearQuantMode, ModuleQuantMode
 from distiller.quantization.post_train import PostTrainLinearQuantizer
+from distiller.quantization.qat_export import QATConversion, convert_qat_to_ptq
 from distiller.quantization.quantizer import QBits, Quantizer, deploy_state_dict, strip_fp_copy
 from distiller.quantization.range_linear_qat import (
     FakeLinearQuantization,
@@ -46,6 +47,8 @@ QUANTIZERS.register("WRPNQuantizer", WRPNQuantizer)
 QUANTIZERS.register("LSQQuantizer", LSQQuantizer)
 
 __all__ = [
+    "QATConversion",
+    "convert_qat_to_ptq",
     "LSQActivationQuantization",
     "LSQQuantizer",
     "LSQWrapper",
