@@ -63,3 +63,21 @@ def test_preact_resnet20_pact_after_a_short_float_pretraining(run_cli, tmp_path)
     state = _checkpoint(pact)["state_dict"]
     assert any(key.endswith("clip_val") for key in state)
     assert pact.result()[0] > 20.0  # well above chance after two short epochs (measured: see the closing note)
+
+
+def test_export_of_a_qat_checkpoint_is_int8_and_matches_the_simulation(run_cli, tmp_path):
+    train = run_cli("classify", *DIGITS, "--epochs", "3", "--compress", SCHEDULE, out_dir=tmp_path / "qat")
+    assert train.code == 0, train.err
+    ckpt = train.log_dir() / "checkpoint.pth.tar"
+    export = run_cli("classify", *DIGITS, "--resume-from", ckpt, "--export-onnx", out_dir=tmp_path / "export")
+    assert export.code == 0, export.err
+    assert "converted to its int8 form" in (export.log_dir() / f"{export.log_dir().name}.log").read_text()
+    onnx_file = export.saved("simplenet_digits.onnx")
+    import onnx
+
+    graph = onnx.load(str(onnx_file)).graph
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    simulated = run_cli("classify", *DIGITS, "--resume-from", ckpt, "--evaluate", out_dir=tmp_path / "sim")
+    ort = run_cli("classify", *DIGITS, "--evaluate", "--onnx-model", onnx_file, out_dir=tmp_path / "ort")
+    assert simulated.code == 0 and ort.code == 0, (simulated.err, ort.err)
+    assert abs(ort.result()[0] - simulated.result()[0]) <= 1.0

@@ -20,7 +20,13 @@ from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_ep
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
 from distiller.apps.performance_tracker import SparsityAccuracyTracker
-from distiller.apps.ptq import calibration_only, check_ptq_options, quantize_and_evaluate, resume_quantized
+from distiller.apps.ptq import (
+    calibration_only,
+    check_ptq_options,
+    int8_model_of_qat,
+    quantize_and_evaluate,
+    resume_quantized,
+)
 from distiller.apps.reports import export_onnx_file, run_summary
 from distiller.checkpoint import build_checkpoint, load_checkpoint, load_lean_checkpoint, save_checkpoint
 from distiller.checkpoint.save import atomic_save
@@ -390,8 +396,10 @@ class ClassifierApp:
         return ClassifierResult(None, saved=list(self.saved))
 
     def export_onnx(self, result: ClassifierResult) -> None:
-        """``--export-onnx [PATH]``: the last step of a run (DESIGN §7); reads no data."""
-        path = export_onnx_file(self.model, self.opts.export_onnx or "", self.run_dir, self.opts.arch)
+        """``--export-onnx [PATH]``: the last step of a run (DESIGN §7); reads no data, except that a
+        quantization-aware trained model is converted to int8 first (calibrating its float tensors)."""
+        model = int8_model_of_qat(self)
+        path = export_onnx_file(model, self.opts.export_onnx or "", self.run_dir, self.opts.arch)
         self.saved.append(path)
         result.saved.append(path)
 

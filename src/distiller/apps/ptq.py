@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_CALIBRATION",
     "calibration_only",
     "check_ptq_options",
+    "int8_model_of_qat",
     "quantize_and_evaluate",
     "resume_quantized",
 ]
@@ -202,3 +203,34 @@ def resume_quantized(path: str, model: torch.nn.Module) -> torch.nn.Module:
     if metadata.get("pytorch_convert"):
         log.warning("The checkpoint was converted with --qe-convert-pytorch; it is loaded as the simulated model")
     return rebuild_quantized_model(model, metadata)
+
+
+def int8_model_of_qat(app: ClassifierApp) -> torch.nn.Module:
+    """The model ``--export-onnx`` writes: a quantization-aware trained model becomes its int8 form.
+
+    The QAT grids (weights, clipped activations) carry over exactly; tensors the QAT model kept in
+    float (the input, the logits) are calibrated to 8 bits on a training subset.
+    """
+    from distiller.graph import example_input
+    from distiller.quantization import convert_qat_to_ptq
+    from distiller.scheduler.policies import QuantizationPolicy
+
+    quantizer = next(
+        (
+            p.quantizer
+            for policies in app.scheduler.policies.values()
+            for p in policies
+            if isinstance(p, QuantizationPolicy) and p.prepared
+        ),
+        None,
+    )
+    if quantizer is None:
+        return app.model
+    loaders = app._data(test_only=False)
+    calib = loaders.calibration_loader(min(1000, len(loaders.train_indices)))
+    model = convert_qat_to_ptq(app.model, quantizer, example_input(app.model, None, device=app.device), calib)
+    for attr in ("input_shape", "arch", "dataset", "num_classes"):
+        if not hasattr(model, attr) and hasattr(app.model, attr):
+            setattr(model, attr, getattr(app.model, attr))
+    log.info("Quantization-aware trained model converted to its int8 form for export (%s)", type(quantizer).__name__)
+    return model
