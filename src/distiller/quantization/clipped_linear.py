@@ -210,14 +210,9 @@ class _ClippedQuantizer(Quantizer):
         bits_bias: int | None,
         overrides: Mapping[str, Mapping[str, Any] | None] | None,
     ) -> None:
+        # float shadow weights trained through quantized ones (STE)
         super().__init__(
-            model,
-            optimizer=optimizer,
-            bits_activations=bits_activations,
-            bits_weights=bits_weights,
-            bits_bias=bits_bias,
-            overrides=overrides,
-            train_with_fp_copy=True,
+            model, optimizer, bits_activations, bits_weights, bits_bias, overrides, train_with_fp_copy=True
         )
         self.replacement_factory[nn.ReLU] = self._replace_relu
 

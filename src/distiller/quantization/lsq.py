@@ -254,14 +254,9 @@ class LSQQuantizer(Quantizer):
         overrides: Mapping[str, Mapping[str, Any] | None] | None = None,
         per_channel_wts: bool = False,
     ) -> None:
+        # float shadow weights trained through quantized ones (STE)
         super().__init__(
-            model,
-            optimizer=optimizer,
-            bits_activations=bits_activations,
-            bits_weights=bits_weights,
-            bits_bias=bits_bias,
-            overrides=overrides,
-            train_with_fp_copy=True,
+            model, optimizer, bits_activations, bits_weights, bits_bias, overrides, train_with_fp_copy=True
         )
         if not isinstance(per_channel_wts, bool):
             raise ConfigError(f"per_channel_wts must be true or false, got {per_channel_wts!r}")

@@ -257,14 +257,9 @@ class QuantAwareTrainRangeLinearQuantizer(Quantizer):
         quantize_inputs: bool = True,
         num_bits_inputs: int | None = None,
     ) -> None:
+        # float shadow weights trained through quantized ones (STE)
         super().__init__(
-            model,
-            optimizer=optimizer,
-            bits_activations=bits_activations,
-            bits_weights=bits_weights,
-            bits_bias=bits_bias,
-            overrides=overrides,
-            train_with_fp_copy=True,
+            model, optimizer, bits_activations, bits_weights, bits_bias, overrides, train_with_fp_copy=True
         )
         self.mode: ModuleQuantMode = verify_quant_mode(mode)
         if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 < ema_decay < 1:
