@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distiller.apps.analysis_options import AnalysisOptions
 from distiller.apps.ptq_options import PtqOptions
 
 
@@ -61,3 +62,4 @@ class ClassifierOptions:
     progress: bool = True
     config_files: list[str] = field(default_factory=list)
     quant: PtqOptions = field(default_factory=PtqOptions)  # --qe-* / --lapq-*
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)  # --sense*, --act-*, --param-hist

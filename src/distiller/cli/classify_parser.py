@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from distiller.apps.options import ClassifierOptions
+from distiller.cli.analysis_args import add_analysis_args, analysis_options_from_args
 from distiller.cli.ptq_args import add_ptq_args, ptq_options_from_args
 
 
@@ -91,6 +92,7 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
                    help="compression schedule (YAML) to run; kept in the checkpoint, so --resume-from continues it")
     p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="Never show progress bars")
+    add_analysis_args(p, _fraction_or_count)
 
     opt = p.add_argument_group("Optimizer arguments")
     opt.add_argument("--optimizer", default="sgd", type=str.lower, choices=["sgd", "adam", "adamw"],
@@ -183,4 +185,5 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         kd_start_epoch=args.kd_start_epoch,
         progress=args.progress,
         quant=ptq_options_from_args(args),
+        analysis=analysis_options_from_args(args),
     )
