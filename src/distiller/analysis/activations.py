@@ -1,100 +1,96 @@
-"""Per-channel activation statistics, collected with forward hooks.
+"""Running summaries of activations: :class:`SummaryActivationStatsCollector`.
 
-Activation-ranked pruners (APoZ, mean activation) rank a conv's filters by statistics of the
-feature map its output becomes after the activation. :class:`SummaryActivationStatsCollector`
-records such a statistic for every activation module of a model while data flows through it.
+A summary collector keeps one number (feature-map sparsity) or one vector (a per-channel L1 norm,
+APoZ or mean) per watched module: the batch-size-weighted mean of a summary function over every
+batch it saw. The original's classifier app collected four such statistics per phase
+(``--act-stats``), and its activation-ranked pruners (APoZ, mean activation) ranked filters by them.
 
-Statistics are kept per *module object*, not per name: :func:`module_activation_stats` answers
-"what was recorded at this module?", so a pruner finds them by following the model's structure
-(the activation that consumes a conv's output) whatever the model's naming convention is. The
-original located them by rewriting ``...conv1.weight`` into ``...relu1`` and only worked with that
-naming.
+Pruners find the statistics by *module object*, not by name: :func:`module_activation_stats`
+answers "what was recorded at this module?", so a pruner follows the model's structure (the
+activation that consumes a conv's output) whatever the naming convention. The original located
+them by rewriting ``...conv1.weight`` into ``...relu1`` and only worked with that naming. Each
+collector owns its accumulators; a collector built with ``publish=True`` (the default) is the one
+:func:`module_activation_stats` reads for its statistic, so analysis collectors built with
+``publish=False`` (the ``--act-stats`` ones) never change what a pruner ranks by.
 
-This is the minimal collector the pruners need; the analysis issue extends it (more statistics,
-CSV/xlsx output).
+The per-batch math lives in :mod:`distiller.analysis.summary_functions` (re-exported here).
 """
 
 from __future__ import annotations
 
+import enum
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from distiller.analysis.collector_files import excel_sheet_names, table_path, write_csv, write_workbook
+from distiller.analysis.collectors import ActivationStatsCollector
+from distiller.analysis.summary_functions import (
+    SUMMARY_FUNCTIONS,
+    activation_channels_apoz,
+    activation_channels_l1,
+    activation_channels_means,
+    activation_sparsity_ofm,
+)
 from distiller.errors import ConfigError
-from distiller.naming import normalize_module_name
 from distiller.registry import did_you_mean
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ACTIVATION_CLASSES",
     "SUMMARY_FUNCTIONS",
+    "CollectorDirection",
     "SummaryActivationStatsCollector",
     "activation_channels_apoz",
     "activation_channels_l1",
     "activation_channels_means",
+    "activation_sparsity_ofm",
     "module_activation_stats",
 ]
 
 ACTIVATION_CLASSES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
-"""The modules a collector watches by default (the original's ``classes``)."""
+"""The modules a summary collector watches by default (the original's ``classes``)."""
 
 
-# --- per-batch channel statistics ---------------------------------------------------------------
+class CollectorDirection(enum.Enum):
+    """Which side of a module a summary collector measures (the original's enum and aliases)."""
 
+    OUT = "out"
+    OUTPUT = "out"
+    OFM = "out"
+    IN = "in"
+    INPUT = "in"
+    IFM = "in"
 
-def _per_sample_channels(activation: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``fn`` over the spatial positions of each (sample, channel): ``(batch, channels)``.
+    @classmethod
+    def parse(cls, value: CollectorDirection | str) -> CollectorDirection:
+        """The direction for an enum member or a name (``"out"``, ``"output"``, ``"ofm"``, ``"in"``, ...).
 
-    A 2-D activation ``(batch, features)`` has no spatial extent: each feature is a channel and
-    its value is its own statistic (the original reduced over features here, giving one number per
-    sample, which cannot rank anything).
-    """
-    if activation.dim() == 2:
-        return fn(activation.unsqueeze(-1))
-    if activation.dim() < 2:
+        Raises:
+            ConfigError: an unknown name.
+        """
+        if isinstance(value, cls):
+            return value
+        key = str(value).strip().upper()
+        if key in cls.__members__:
+            return cls.__members__[key]
         raise ConfigError(
-            f"Channel statistics need a (batch, channels, ...) activation; got shape {tuple(activation.shape)}."
+            f"collector_direction: unknown direction {value!r}; use 'out' (the module's output feature map) "
+            "or 'in' (its inputs)."
         )
-    return fn(activation.reshape(activation.shape[0], activation.shape[1], -1))
 
 
-def activation_channels_l1(activation: torch.Tensor) -> torch.Tensor:
-    """Batch mean of each channel's L1 norm over its feature map (one value per channel)."""
-    with torch.no_grad():
-        return _per_sample_channels(activation, lambda x: x.abs().sum(dim=-1)).mean(dim=0).cpu()
-
-
-def activation_channels_means(activation: torch.Tensor) -> torch.Tensor:
-    """Batch mean of each channel's mean value over its feature map (one value per channel)."""
-    with torch.no_grad():
-        return _per_sample_channels(activation, lambda x: x.mean(dim=-1)).mean(dim=0).cpu()
-
-
-def activation_channels_apoz(activation: torch.Tensor) -> torch.Tensor:
-    """APoZ (average percentage of zeros, Hu et al. 2016) of each channel, in percent.
-
-    100 means the channel was always zero: the least useful filter under Network Trimming.
-    """
-    with torch.no_grad():
-        nonzero = _per_sample_channels(activation, lambda x: x.ne(0).float().mean(dim=-1))
-        return 100 - nonzero.mean(dim=0).mul(100).cpu()
-
-
-SUMMARY_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "apoz_channels": activation_channels_apoz,
-    "mean_channels": activation_channels_means,
-    "l1_channels": activation_channels_l1,
-}
-"""Statistic names the collector knows without an explicit ``summary_fn``."""
-
-
-# --- accumulation, keyed by module object ------------------------------------------------------
+# --- accumulation ---------------------------------------------------------------------------------
 
 
 class _RunningMean:
-    """Sample-weighted mean of per-batch summaries."""
+    """Sample-weighted mean of per-batch summaries (float64 sums)."""
 
     def __init__(self) -> None:
         self.total: torch.Tensor | None = None
@@ -115,47 +111,69 @@ class _RunningMean:
         self.count = 0
 
 
-# module -> {stat_name: accumulator}. Weak keys: statistics die with the model. Values hold only
-# tensors, never the module or the collector, so there is no reference cycle keeping a model alive.
-_STATS: weakref.WeakKeyDictionary[nn.Module, dict[str, _RunningMean]] = weakref.WeakKeyDictionary()
+# module -> {stat_name: the publishing collector's accumulator}. Weak keys: statistics die with the
+# model. Values hold only tensors, never the module or the collector, so nothing keeps a model alive.
+_PUBLISHED: weakref.WeakKeyDictionary[nn.Module, dict[str, _RunningMean]] = weakref.WeakKeyDictionary()
 
 
 def module_activation_stats(module: nn.Module, stat_name: str) -> torch.Tensor | None:
-    """The statistic ``stat_name`` recorded at ``module`` by a collector, or ``None``."""
-    acc = _STATS.get(module, {}).get(stat_name)
+    """The statistic ``stat_name`` recorded at ``module`` by the latest publishing collector, or ``None``."""
+    acc = _PUBLISHED.get(module, {}).get(stat_name)
     return None if acc is None else acc.value()
 
 
-class SummaryActivationStatsCollector:
-    """Record a per-channel statistic of the outputs of a model's activation modules.
+# --- the collector ------------------------------------------------------------------------------
+
+
+class SummaryActivationStatsCollector(ActivationStatsCollector):
+    """Batch-size-weighted running mean of a summary of each watched module's activations.
 
     Use it as a context manager around the batches to measure, or call :meth:`start` and
     :meth:`stop`::
 
         collector = SummaryActivationStatsCollector(model, "apoz_channels")
-        with collector:
+        with collector, torch.no_grad():
             for x, _ in loader:
                 model(x)
         collector.value()   # {"layer1.0.relu1": tensor([...]), ...}
+        collector.save("apoz.xlsx")   # or "apoz.csv"
 
     Statistics accumulate across :meth:`start`/:meth:`stop` cycles until :meth:`reset`, and stay
     readable after :meth:`stop` (pruners read them later, at their epoch).
 
+    Only tensors with a batch and a channel dimension (``dim() >= 2``) are summarized. A module
+    called several times in one forward pass (a shared ``ReLU``, as in torchvision's ResNet blocks)
+    is allowed: its statistic is the mean over all calls.
+
     Args:
-        model: the model to watch.
+        model: the model to watch (DataParallel wrappers are unwrapped).
         stat_name: the statistic's name; one of :data:`SUMMARY_FUNCTIONS` unless ``summary_fn`` is given.
-        summary_fn: ``activation -> one value per channel`` for one batch.
-        classes: module types to watch (default: ReLU, ReLU6, LeakyReLU).
+        summary_fn: ``activation -> summary`` of one batch (a scalar or one value per channel).
+        classes: module types to watch (default: ReLU, ReLU6, LeakyReLU; ``None``: every leaf).
+        collector_direction: ``"out"`` summarizes each module's output, ``"in"`` its inputs
+            (measured before the module runs, so an in-place activation has not yet overwritten them).
+        inputs_consolidate_func: with ``"in"``, joins a module's several tensor inputs into one.
         module_names: watch exactly these modules (canonical or ``module.`` names) instead of ``classes``.
+        publish: make these statistics the ones :func:`module_activation_stats` (and so the
+            activation-ranked pruners) read; the latest publishing collector of a statistic wins.
+
+    Raises:
+        ConfigError: an unknown ``stat_name`` without ``summary_fn``, an unknown direction or module name.
     """
+
+    allow_reuse = True
 
     def __init__(
         self,
         model: nn.Module,
         stat_name: str = "apoz_channels",
-        summary_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        classes: Sequence[type[nn.Module]] = ACTIVATION_CLASSES,
+        summary_fn: Callable[[torch.Tensor], Any] | None = None,
+        classes: Sequence[type[nn.Module]] | None = ACTIVATION_CLASSES,
+        collector_direction: CollectorDirection | str = CollectorDirection.OUT,
+        inputs_consolidate_func: Callable[[Sequence[torch.Tensor]], torch.Tensor] = torch.cat,
+        *,
         module_names: Iterable[str] | None = None,
+        publish: bool = True,
     ) -> None:
         if summary_fn is None:
             if stat_name not in SUMMARY_FUNCTIONS:
@@ -164,46 +182,43 @@ class SummaryActivationStatsCollector:
                     f"Known: {', '.join(SUMMARY_FUNCTIONS)}; or pass summary_fn."
                 )
             summary_fn = SUMMARY_FUNCTIONS[stat_name]
-        self.model = model
-        self.stat_name = stat_name
+        self.collector_direction = CollectorDirection.parse(collector_direction)
+        super().__init__(model, stat_name, classes, module_names=module_names)
         self.summary_fn = summary_fn
-        self._modules = self._select(model, tuple(classes), module_names)
+        self.inputs_consolidate_func = inputs_consolidate_func
+        self.publish = publish
         self._acc: dict[str, _RunningMean] = {}
-        for name, module in self._modules.items():
-            acc = _STATS.setdefault(module, {}).setdefault(stat_name, _RunningMean())
-            self._acc[name] = acc
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._watch(self.modules)
 
-    @staticmethod
-    def _select(
-        model: nn.Module, classes: tuple[type[nn.Module], ...], names: Iterable[str] | None
-    ) -> dict[str, nn.Module]:
-        modules = {normalize_module_name(n): m for n, m in model.named_modules() if n}
-        if names is None:
-            return {n: m for n, m in modules.items() if isinstance(m, classes)}
-        chosen = {}
-        for name in names:
-            key = normalize_module_name(name)
-            if key not in modules:
-                raise ConfigError(f"The model has no module {name!r}.{did_you_mean(key, list(modules))}")
-            chosen[key] = modules[key]
-        return chosen
+    def _watch(self, modules: dict[str, nn.Module]) -> None:
+        for name, module in modules.items():
+            acc = self._acc.setdefault(name, _RunningMean())
+            if self.publish:
+                _PUBLISHED.setdefault(module, {})[self.stat_name] = acc
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- hooks ----------------------------------------------------------------------------------
 
-    def start(self) -> SummaryActivationStatsCollector:
-        """Register the forward hooks (idempotent)."""
-        if not self._handles:
-            for name, module in self._modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        return self
+    def on_output(self, name: str, output: Any) -> None:
+        if self.collector_direction is CollectorDirection.OUT:
+            self._add(name, output)
 
-    def stop(self) -> SummaryActivationStatsCollector:
-        """Remove the hooks; the recorded statistics stay."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        return self
+    def on_inputs(self, name: str, args: tuple) -> None:
+        if self.collector_direction is not CollectorDirection.IN:
+            return
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if len(tensors) == 1:
+            self._add(name, tensors[0])
+        elif tensors:
+            with torch.no_grad():
+                self._add(name, self.inputs_consolidate_func(tensors))
+
+    def _add(self, name: str, tensor: Any) -> None:
+        if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2:
+            with torch.no_grad():
+                summary = torch.as_tensor(self.summary_fn(tensor.detach()))
+            self._acc[name].add(summary.cpu(), tensor.shape[0])
+
+    # -- results --------------------------------------------------------------------------------
 
     def reset(self) -> SummaryActivationStatsCollector:
         """Forget what was recorded."""
@@ -211,26 +226,8 @@ class SummaryActivationStatsCollector:
             acc.reset()
         return self
 
-    def __enter__(self) -> SummaryActivationStatsCollector:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def _hook(self, name: str) -> Callable[..., None]:
-        acc = self._acc[name]
-        summary_fn = self.summary_fn
-
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and output.dim() >= 2:
-                acc.add(summary_fn(output.detach()), output.shape[0])
-
-        return hook
-
-    # -- results --------------------------------------------------------------------------------
-
     def value(self) -> dict[str, torch.Tensor]:
-        """``{module name: per-channel statistic}`` for the modules that saw data."""
+        """``{module name: statistic}`` (a 0-d or per-channel float tensor) for the modules that saw data."""
         out = {}
         for name, acc in self._acc.items():
             v = acc.value()
@@ -238,10 +235,33 @@ class SummaryActivationStatsCollector:
                 out[name] = v
         return out
 
-    def modules(self) -> dict[str, nn.Module]:
-        """The watched modules by canonical name."""
-        return dict(self._modules)
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per module (index ``module``).
 
-    def __repr__(self) -> str:
-        state = "running" if self._handles else "stopped"
-        return f"SummaryActivationStatsCollector({self.stat_name!r}, {len(self._modules)} modules, {state})"
+        A scalar statistic (``sparsity_ofm``) is one column named after it; a per-channel one has a
+        column per channel index ``0, 1, ...``, and modules with fewer channels leave the last
+        columns empty (NaN).
+        """
+        import pandas as pd
+
+        values = self.value()
+        index = pd.Index(list(values), name="module")
+        if all(v.dim() == 0 for v in values.values()):
+            return pd.DataFrame({self.stat_name: [float(v) for v in values.values()]}, index=index)
+        rows = [v.reshape(-1).tolist() for v in values.values()]
+        width = max((len(r) for r in rows), default=0)
+        return pd.DataFrame([r + [float("nan")] * (width - len(r)) for r in rows], index=index)
+
+    def save(self, fname: str | Path) -> Path:
+        """Write :meth:`to_dataframe` to ``fname``: ``.xlsx`` (one sheet named after the statistic;
+        no extension means ``.xlsx``) or ``.csv``. Returns the path written.
+
+        Raises:
+            ConfigError: another extension, or ``.xlsx`` without openpyxl installed.
+            ExportError: the file cannot be written.
+        """
+        path, fmt = table_path(fname)
+        frame = self.to_dataframe()
+        if fmt == "csv":
+            return write_csv(frame, path)
+        return write_workbook({excel_sheet_names([self.stat_name])[self.stat_name]: frame}, path)

@@ -16,6 +16,14 @@ import torch
 from torch import nn
 
 from distiller.analysis.activations import SummaryActivationStatsCollector
+from distiller.apps.activation_stats import PhaseCollectors, activation_histograms_mode
+from distiller.apps.data_loggers import (
+    close_loggers,
+    console_loggers,
+    create_loggers,
+    log_epoch_weights,
+    log_eval_summary,
+)
 from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_epoch
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
@@ -113,6 +121,11 @@ class ClassifierApp:
         self.schedule: tuple[str, str] | None = None  # (file name, YAML text) of the --compress schedule
         self.saved: list[Path] = []
         self.compression_attached = False
+        self.loggers = create_loggers(run_dir, opts)
+        # (epoch, completed, total) at which evaluation summaries are logged: the end of the last trained
+        # epoch on the training-step axis; (-1, 0, 0) outside training.
+        self.log_position: tuple[int, int, int] = (-1, 0, 0)
+        self._phase_collectors: PhaseCollectors | None = None
         self._load_weights()
         self._check_zero_layers()
 
@@ -264,6 +277,23 @@ class ClassifierApp:
             len(calibration.sampler),
         )
 
+    @property
+    def phase_collectors(self) -> PhaseCollectors:
+        """``--act-stats`` collectors of the current model (quantization or thinning may replace it)."""
+        if self._phase_collectors is None or self._phase_collectors.model is not self.model:
+            self._phase_collectors = PhaseCollectors(self.model, self.opts.analysis.activation_stats)
+        return self._phase_collectors
+
+    def _log_activation_stats(self, phase: str, epoch: int) -> None:
+        """Send ``phase``'s activation sparsity to the data loggers and (re)write its statistics files."""
+        acts = self.phase_collectors
+        if not acts.enabled(phase):
+            return
+        sparsity = acts.sparsity(phase)
+        for logger in self.loggers:
+            logger.log_activation_statistic(phase, "sparsity_ofm", sparsity, epoch)
+        self.saved.extend(p for p in acts.save(self.run_dir, phase) if p not in self.saved)
+
     def _data(self, test_only: bool):
         o = self.opts
         shape = tuple(self.model.input_shape) if self.dataset == "fake" else None
@@ -288,7 +318,15 @@ class ClassifierApp:
     def test(self, loaders=None) -> EvalResult:
         loaders = loaders or self._data(test_only=True)
         num_classes = loaders.num_classes if self.opts.confusion else None
-        return evaluate(self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test")
+        with self.phase_collectors.phase("test"):
+            test = evaluate(
+                self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test",
+                loggers=console_loggers(self.loggers), print_freq=self.opts.print_freq, phase="test",
+            )
+        log_eval_summary(self.loggers, "test", test, *self.log_position)
+        self._log_activation_stats("test", self.log_position[0])
+        close_loggers(self.loggers)  # the test is the last record of a run; a later record reopens
+        return test
 
     def _save(self, epoch: int, is_best: bool, current: EvalResult, name: str | None = None) -> None:
         best = self.tracker.best()
@@ -344,20 +382,32 @@ class ClassifierApp:
             lr = self.optimizer.param_groups[0]["lr"]
             for collector in collectors:  # pruners read these at the next epoch's beginning
                 collector.reset().start()
-            train = train_one_epoch(
-                self.model,
-                loaders.train,
-                self.criterion,
-                self.optimizer,
-                self.scheduler,
-                epoch,
-                self.device,
-                o.print_freq,
-                o.progress,
-            )
+            with self.phase_collectors.phase("train"):
+                train = train_one_epoch(
+                    self.model,
+                    loaders.train,
+                    self.criterion,
+                    self.optimizer,
+                    self.scheduler,
+                    epoch,
+                    self.device,
+                    o.print_freq,
+                    o.progress,
+                    loggers=self.loggers,
+                )
             for collector in collectors:
                 collector.stop()
-            valid = evaluate(self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid")
+            steps = len(loaders.train)
+            log_epoch_weights(self.loggers, self.model, epoch, steps * (epoch + 1), o.analysis.param_hist)
+            with self.phase_collectors.phase("valid"):
+                valid = evaluate(
+                    self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid",
+                    loggers=console_loggers(self.loggers), epoch=epoch, print_freq=o.print_freq, phase="valid",
+                )
+            self.log_position = (epoch, steps, steps)
+            log_eval_summary(self.loggers, "valid", valid, *self.log_position)
+            for phase in ("train", "valid"):
+                self._log_activation_stats(phase, epoch)
             log.info(
                 "Epoch %d: train loss %.4f, train top-1 %.3f | valid top-1 %.3f, top-5 %.3f, loss %.4f (%.1fs)",
                 epoch,
@@ -495,6 +545,7 @@ MODES = (
     ("summary", lambda o: bool(o.summary), ClassifierApp.summaries),
     ("qe-calibration", lambda o: o.quant.calibration_only, calibration_only),
     ("quantize-eval", lambda o: o.evaluate and o.quant.quantize_eval, quantize_and_evaluate),
+    ("act-hist", lambda o: o.analysis.activation_histograms is not None, activation_histograms_mode),
     ("evaluate", lambda o: o.evaluate, ClassifierApp.evaluate_only),
     ("thinnify", lambda o: o.thinnify, ClassifierApp.thinnify_only),
     ("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.no_training),

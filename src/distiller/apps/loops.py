@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from distiller.apps.meters import AccuracyMeter, AverageMeter
+from distiller.loggers import PHASE_PREFIXES, DataLogger
 from distiller.scheduler import CompressionScheduler
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,26 @@ def _progress(iterable: Iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
+def _due(completed: int, total: int, print_freq: int) -> bool:
+    """Log every ``print_freq`` minibatches and at the last one (``print_freq <= 0``: only the last)."""
+    return completed == total or (print_freq > 0 and completed % print_freq == 0)
+
+
+def log_progress(
+    loggers: Sequence[DataLogger],
+    phase: str,
+    stats: Mapping[str, float],
+    epoch: int,
+    completed: int,
+    total: int,
+    print_freq: int,
+) -> None:
+    """Send one progress record, ``(PHASE_PREFIXES[phase], stats)``, to every logger."""
+    record = (PHASE_PREFIXES.get(phase, phase), OrderedDict(stats))
+    for logger in loggers:
+        logger.log_training_progress(record, epoch, completed, total, print_freq)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -65,13 +87,20 @@ def train_one_epoch(
     device: torch.device | str = "cpu",
     print_freq: int = 10,
     progress: bool = True,
+    loggers: Sequence[DataLogger] = (),
 ) -> TrainResult:
-    """Train ``model`` for one pass over ``loader``, calling the scheduler's minibatch hooks."""
+    """Train ``model`` for one pass over ``loader``, calling the scheduler's minibatch hooks.
+
+    Every ``print_freq`` minibatches, and at the last one, the running means are sent to ``loggers``
+    as ``("Performance/Training/", {"Overall Loss", "Objective Loss", <loss components>, "Top1",
+    "Top5", "LR", "Time"})`` (``Time``: mean seconds per minibatch), the original's record.
+    """
     model.train()
     steps = len(loader)  # type: ignore[arg-type]
     accuracy = AccuracyMeter()
     meters: dict[str, AverageMeter] = {"Overall Loss": AverageMeter(), "Objective Loss": AverageMeter()}
-    start = time.perf_counter()
+    batch_time = AverageMeter()
+    start = last = time.perf_counter()
     for step, (inputs, target) in enumerate(_progress(loader, steps, f"epoch {epoch}", progress)):
         inputs, target = inputs.to(device), target.to(device)
         if scheduler is not None:
@@ -95,12 +124,14 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.on_minibatch_end(epoch, step, steps, optimizer)
-        if print_freq and (step + 1) % print_freq == 0:
-            log.debug(
-                "Epoch: [%d][%d/%d]  Overall Loss %.4f  Top1 %.3f  LR %.6f",
-                epoch, step + 1, steps, meters["Overall Loss"].mean, accuracy.value(1),
-                optimizer.param_groups[0]["lr"],
-            )
+        now = time.perf_counter()
+        batch_time.update(now - last)
+        last = now
+        if loggers and _due(step + 1, steps, print_freq):
+            stats = {name: m.mean for name, m in meters.items()}
+            stats.update(Top1=accuracy.value(1), Top5=accuracy.value(5), LR=optimizer.param_groups[0]["lr"])
+            stats["Time"] = batch_time.mean
+            log_progress(loggers, "train", stats, epoch, step + 1, steps, print_freq)
     return TrainResult(
         top1=accuracy.value(1),
         top5=accuracy.value(5),
@@ -118,17 +149,29 @@ def evaluate(
     num_classes: int | None = None,
     progress: bool = True,
     desc: str = "eval",
+    loggers: Sequence[DataLogger] = (),
+    epoch: int = -1,
+    print_freq: int = 10,
+    phase: str = "valid",
 ) -> EvalResult:
-    """Evaluate ``model`` (in eval mode) on every batch of ``loader``."""
+    """Evaluate ``model`` (in eval mode) on every batch of ``loader``.
+
+    Every ``print_freq`` minibatches, and at the last one, the running ``Loss``, ``Top1`` and
+    ``Top5`` go to ``loggers`` with the prefix of ``phase`` (``valid``: ``Performance/Validation/``,
+    ``test``: ``Performance/Test/``) at ``epoch`` (``-1``: outside training).
+    """
     model.eval()
     accuracy = AccuracyMeter(num_classes=num_classes)
     loss_meter = AverageMeter()
     steps = len(loader)  # type: ignore[arg-type]
-    for inputs, target in _progress(loader, steps, desc, progress):
+    for step, (inputs, target) in enumerate(_progress(loader, steps, desc, progress)):
         inputs, target = inputs.to(device), target.to(device)
         output = model(inputs)
         loss_meter.update(criterion(output, target).item(), target.numel())
         accuracy.update(output, target)
+        if loggers and _due(step + 1, steps, print_freq):
+            stats = {"Loss": loss_meter.mean, "Top1": accuracy.value(1), "Top5": accuracy.value(5)}
+            log_progress(loggers, phase, stats, epoch, step + 1, steps, print_freq)
     return EvalResult(
         top1=accuracy.value(1),
         top5=accuracy.value(5),

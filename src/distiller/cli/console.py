@@ -17,8 +17,17 @@ class _ConsoleFormatter(logging.Formatter):
         return message if record.levelno == logging.INFO else f"{record.levelname}: {message}"
 
 
+PROGRESS_LOGGER = "distiller.progress"
+"""Per-batch progress lines and per-epoch tables: shown on stderr, so stdout carries results only."""
+
+
+def _is_progress(record: logging.LogRecord) -> bool:
+    return record.name == PROGRESS_LOGGER or record.name.startswith(PROGRESS_LOGGER + ".")
+
+
 def configure_logging(verbose: bool = False, log_file: Path | None = None) -> None:
-    """Send the ``distiller`` loggers to stdout (and to ``log_file`` with timestamps)."""
+    """Send the ``distiller`` loggers to stdout, progress to stderr (DESIGN §7), and everything to
+    ``log_file`` with timestamps."""
     root = logging.getLogger("distiller")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in list(root.handlers):
@@ -26,7 +35,12 @@ def configure_logging(verbose: bool = False, log_file: Path | None = None) -> No
         handler.close()
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(_ConsoleFormatter("%(message)s"))
+    console.addFilter(lambda record: not _is_progress(record))
     root.addHandler(console)
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(_ConsoleFormatter("%(message)s"))
+    progress.addFilter(_is_progress)
+    root.addHandler(progress)
     if log_file is not None:
         file_handler = logging.FileHandler(log_file)
         file_handler.setLevel(logging.DEBUG)
