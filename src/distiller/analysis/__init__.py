@@ -1,4 +1,4 @@
-"""Analysis tools: activation statistics (and, later, sensitivity analysis).
+"""Analysis tools: sensitivity analysis, activation statistics, charts.
 
 * activation statistics collected with forward hooks, with the original's names:
   :mod:`~distiller.analysis.collectors` (base class, :func:`collector_context`,
@@ -9,6 +9,10 @@
   ``ActivationHistogramsCollector`` is the quantization package's.
 * :mod:`~distiller.analysis.charts` — matplotlib charts of summaries, AGP schedules, training runs
   and sensitivities (matplotlib is imported only when a chart is drawn).
+* sensitivity analysis: :mod:`~distiller.analysis.sensitivity` (one-shot pruning per parameter or
+  coupled group and level), :mod:`~distiller.analysis.sensitivity_workers` (worker processes),
+  :mod:`~distiller.analysis.sensitivity_io` (CSV/PNG), :mod:`~distiller.analysis.sensitivity_schedule`
+  (per-layer AGP targets within an accuracy budget).
 """
 
 from distiller.analysis.activations import (
@@ -34,6 +38,14 @@ from distiller.analysis.collector_sets import create_activation_stats_collectors
 from distiller.analysis.collectors import ActivationStatsCollector, collector_context, collectors_context
 from distiller.analysis.raw_activations import RawActivationsCollector
 from distiller.analysis.records import RecordsActivationStatsCollector
+from distiller.analysis.sensitivity import (
+    CachedEvaluation,
+    perform_sensitivity_analysis,
+    sensitivity_levels,
+    sensitivity_params,
+)
+from distiller.analysis.sensitivity_io import load_sensitivities_csv, sensitivities_to_csv, sensitivities_to_png
+from distiller.analysis.sensitivity_schedule import schedule_from_targets, sensitivity_targets
 from distiller.quantization.histograms import ActivationHistogramsCollector
 
 __all__ = [
@@ -60,4 +72,13 @@ __all__ = [
     "plot_sensitivities",
     "plot_sparsity_summary",
     "save_figure",
+    "CachedEvaluation",
+    "load_sensitivities_csv",
+    "perform_sensitivity_analysis",
+    "schedule_from_targets",
+    "sensitivities_to_csv",
+    "sensitivities_to_png",
+    "sensitivity_levels",
+    "sensitivity_params",
+    "sensitivity_targets",
 ]

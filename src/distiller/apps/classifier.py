@@ -17,6 +17,7 @@ from torch import nn
 
 from distiller.analysis.activations import SummaryActivationStatsCollector
 from distiller.apps.activation_stats import PhaseCollectors, activation_histograms_mode
+from distiller.apps.amc_mode import amc_mode
 from distiller.apps.data_loggers import (
     close_loggers,
     console_loggers,
@@ -24,6 +25,8 @@ from distiller.apps.data_loggers import (
     log_epoch_weights,
     log_eval_summary,
 )
+from distiller.apps.earlyexit import EarlyExitRun, log_exit_stats
+from distiller.apps.greedy_mode import greedy_pruning_mode
 from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_epoch
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
@@ -36,12 +39,14 @@ from distiller.apps.ptq import (
     resume_quantized,
 )
 from distiller.apps.reports import export_onnx_file, run_summary
+from distiller.apps.sensitivity_mode import sensitivity_analysis
 from distiller.checkpoint import build_checkpoint, load_checkpoint, load_lean_checkpoint, save_checkpoint
 from distiller.checkpoint.save import atomic_save
 from distiller.config import file_config
 from distiller.data import load_data
 from distiller.determinism import derive_seed, seed_everything, set_deterministic
 from distiller.distillation import build_kd_policy, create_teacher
+from distiller.early_exit import final_output
 from distiller.errors import ConfigError
 from distiller.models import create_model, dataset_for_arch
 from distiller.scheduler import CompressionScheduler
@@ -113,6 +118,8 @@ class ClassifierApp:
             device=self.device,
         )
         self.criterion = nn.CrossEntropyLoss().to(self.device)
+        # Early exit: the --earlyexit_* settings, checked against the model; None for a model without exits.
+        self.earlyexit = EarlyExitRun.for_model(self.model, opts)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = CompressionScheduler(self.model, self.device)
         self.tracker = SparsityAccuracyTracker(opts.num_best_scores)
@@ -319,10 +326,17 @@ class ClassifierApp:
         loaders = loaders or self._data(test_only=True)
         num_classes = loaders.num_classes if self.opts.confusion else None
         with self.phase_collectors.phase("test"):
-            test = evaluate(
-                self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test",
-                loggers=console_loggers(self.loggers), print_freq=self.opts.print_freq, phase="test",
-            )
+            if self.earlyexit is not None:  # early exit: simulated exiting, per-exit statistics
+                test = self.earlyexit.evaluate(
+                    self.model, loaders.test, device=self.device, progress=self.opts.progress, desc="test",
+                    loggers=console_loggers(self.loggers), print_freq=self.opts.print_freq, phase="test",
+                )
+            else:
+                test = evaluate(
+                    self.model, loaders.test, self.criterion, self.device, num_classes, self.opts.progress, "test",
+                    loggers=console_loggers(self.loggers), print_freq=self.opts.print_freq, phase="test",
+                )
+        log_exit_stats(test, "Test:")
         log_eval_summary(self.loggers, "test", test, *self.log_position)
         self._log_activation_stats("test", self.log_position[0])
         close_loggers(self.loggers)  # the test is the last record of a run; a later record reopens
@@ -363,12 +377,15 @@ class ClassifierApp:
                 f"Nothing to train: the run starts at epoch {self.start_epoch} and --epochs is {o.epochs}. "
                 "Raise --epochs, or pass --reset-optimizer to start over from epoch 0."
             )
+        # Early exit: the weighted loss over all exits (checks --earlyexit_* before any data is read).
+        train_criterion = self.earlyexit.criterion() if self.earlyexit is not None else self.criterion
         if self.optimizer is None:
             self.optimizer = self._new_optimizer()
         if not self.compression_attached:
             self.attach_compression()
         if o.save_untrained_model:
-            self._save(0, False, EvalResult(0.0, 0.0, 0.0), name="_".join(filter(None, [o.name, "untrained"])))
+            # epoch -1: resuming from it starts at epoch 0, as before any training step
+            self._save(-1, False, EvalResult(0.0, 0.0, 0.0), name="_".join(filter(None, [o.name, "untrained"])))
         loaders = self._data(test_only=False)
         collectors = self.activation_collectors()
         if collectors:
@@ -386,7 +403,7 @@ class ClassifierApp:
                 train = train_one_epoch(
                     self.model,
                     loaders.train,
-                    self.criterion,
+                    train_criterion,
                     self.optimizer,
                     self.scheduler,
                     epoch,
@@ -394,16 +411,24 @@ class ClassifierApp:
                     o.print_freq,
                     o.progress,
                     loggers=self.loggers,
+                    output_logits=final_output if self.earlyexit is not None else None,
                 )
             for collector in collectors:
                 collector.stop()
             steps = len(loaders.train)
             log_epoch_weights(self.loggers, self.model, epoch, steps * (epoch + 1), o.analysis.param_hist)
             with self.phase_collectors.phase("valid"):
-                valid = evaluate(
-                    self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid",
-                    loggers=console_loggers(self.loggers), epoch=epoch, print_freq=o.print_freq, phase="valid",
-                )
+                if self.earlyexit is not None:  # early exit: simulated exiting, per-exit statistics
+                    valid = self.earlyexit.evaluate(
+                        self.model, loaders.valid, device=self.device, progress=o.progress, desc="valid",
+                        loggers=console_loggers(self.loggers), epoch=epoch, print_freq=o.print_freq, phase="valid",
+                    )
+                else:
+                    valid = evaluate(
+                        self.model, loaders.valid, self.criterion, self.device, None, o.progress, "valid",
+                        loggers=console_loggers(self.loggers), epoch=epoch, print_freq=o.print_freq, phase="valid",
+                    )
+            log_exit_stats(valid, f"Epoch {epoch} validation:")
             self.log_position = (epoch, steps, steps)
             log_eval_summary(self.loggers, "valid", valid, *self.log_position)
             for phase in ("train", "valid"):
@@ -546,6 +571,9 @@ MODES = (
     ("qe-calibration", lambda o: o.quant.calibration_only, calibration_only),
     ("quantize-eval", lambda o: o.evaluate and o.quant.quantize_eval, quantize_and_evaluate),
     ("act-hist", lambda o: o.analysis.activation_histograms is not None, activation_histograms_mode),
+    ("greedy", lambda o: o.greedy.enabled, greedy_pruning_mode),
+    ("sensitivity", lambda o: o.analysis.sensitivity is not None, sensitivity_analysis),
+    ("amc", lambda o: o.amc.enabled, amc_mode),
     ("evaluate", lambda o: o.evaluate, ClassifierApp.evaluate_only),
     ("thinnify", lambda o: o.thinnify, ClassifierApp.thinnify_only),
     ("export-onnx", lambda o: o.export_onnx is not None, ClassifierApp.no_training),

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -88,12 +88,17 @@ def train_one_epoch(
     print_freq: int = 10,
     progress: bool = True,
     loggers: Sequence[DataLogger] = (),
+    output_logits: Callable[[object], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` for one pass over ``loader``, calling the scheduler's minibatch hooks.
 
     Every ``print_freq`` minibatches, and at the last one, the running means are sent to ``loggers``
     as ``("Performance/Training/", {"Overall Loss", "Objective Loss", <loss components>, "Top1",
     "Top5", "LR", "Time"})`` (``Time``: mean seconds per minibatch), the original's record.
+
+    ``output_logits`` picks the logits that the accuracy is measured on from the model's output, for
+    models that return several outputs (an early-exit model's ``[exit_0, ..., final]``: its final
+    classifier, :func:`distiller.early_exit.final_output`); ``criterion`` gets the whole output.
     """
     model.train()
     steps = len(loader)  # type: ignore[arg-type]
@@ -107,7 +112,7 @@ def train_one_epoch(
             scheduler.on_minibatch_begin(epoch, step, steps, optimizer)
         output = model(inputs)
         loss = criterion(output, target)
-        accuracy.update(output.detach(), target)
+        accuracy.update((output_logits(output) if output_logits else output).detach(), target)
         meters["Objective Loss"].update(loss.item(), target.numel())
         if scheduler is not None:
             policy_loss = scheduler.before_backward_pass(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distiller.apps.amc_options import AMCOptions
 from distiller.apps.analysis_options import AnalysisOptions
+from distiller.apps.earlyexit_options import EarlyExitOptions
+from distiller.apps.greedy_options import GreedyOptions
 from distiller.apps.ptq_options import PtqOptions
 
 
@@ -63,3 +66,6 @@ class ClassifierOptions:
     config_files: list[str] = field(default_factory=list)
     quant: PtqOptions = field(default_factory=PtqOptions)  # --qe-* / --lapq-*
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)  # --sense*, --act-*, --param-hist
+    earlyexit: EarlyExitOptions = field(default_factory=EarlyExitOptions)  # --earlyexit_*
+    greedy: GreedyOptions = field(default_factory=GreedyOptions)  # --greedy*
+    amc: AMCOptions = field(default_factory=AMCOptions)  # --amc*

@@ -1,4 +1,5 @@
-"""Loading checkpoints into a model: architecture check, thinning replayed first, clear mismatches."""
+"""Loading checkpoints into a model: architecture check, thinning and low-rank factorizations replayed first,
+clear mismatches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 from distiller.checkpoint.legacy import LEGACY_FORMAT
 from distiller.checkpoint.read import read_checkpoint
 from distiller.errors import CheckpointError, DistillerError
+from distiller.low_rank.record import DecompositionRecord, replay_decompositions
 from distiller.naming import normalize_module_name
 from distiller.thinning.plan import ThinningPlan
 
@@ -64,10 +66,23 @@ def _check_arch(path: Path, ckpt: Mapping[str, Any], model: nn.Module) -> None:
         )
 
 
+def _replay_low_rank(path: Path, ckpt: Mapping[str, Any], model: nn.Module, plans_done: int, last: bool) -> None:
+    """Factorize the layers factorized after ``plans_done`` thinning plans (and all later ones if ``last``)."""
+    records = [DecompositionRecord.from_dict(r) if isinstance(r, Mapping) else r for r in ckpt.get("low_rank") or []]
+    due = [r for r in records if r.after_thinning_plans == plans_done or (last and r.after_thinning_plans > plans_done)]
+    try:
+        replay_decompositions(model, due)
+    except DistillerError as e:
+        raise CheckpointError(
+            f"The low-rank factorization in checkpoint {str(path)!r} does not fit the model: {e}"
+        ) from None
+
+
 def _replay_thinning(path: Path, ckpt: Mapping[str, Any], model: nn.Module) -> list[ThinningPlan]:
-    """Shrink the dense ``model`` as the checkpoint's model was, so that its weights fit."""
+    """Shrink (and factorize) the dense ``model`` as the checkpoint's model was, so that its weights fit."""
     plans = []
     for i, data in enumerate(ckpt["thinning_plans"]):
+        _replay_low_rank(path, ckpt, model, i, last=False)
         try:
             plan = ThinningPlan.from_dict(data)
             plan.apply(model)
@@ -76,6 +91,7 @@ def _replay_thinning(path: Path, ckpt: Mapping[str, Any], model: nn.Module) -> l
                 f"Thinning plan {i} of checkpoint {str(path)!r} does not fit the model: {e}"
             ) from None
         plans.append(plan)
+    _replay_low_rank(path, ckpt, model, len(plans), last=True)
     return plans
 
 

@@ -138,5 +138,6 @@ def _normalized(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
         ckpt.setdefault(key, None)
     ckpt["extras"] = dict(ckpt.get("extras") or {})
     ckpt["thinning_plans"] = list(ckpt.get("thinning_plans") or [])
+    ckpt["low_rank"] = list(ckpt.get("low_rank") or [])
     ckpt["compression_sched"] = normalize_masks(ckpt["compression_sched"])
     return ckpt

@@ -11,6 +11,9 @@ A checkpoint is a dict that ``torch.load(f, weights_only=True)`` reads without a
 ``optimizer_type``        the optimizer's class *name* (``"SGD"``), never the class itself
 ``compression_sched``     the scheduler's state dict, including ``masks_dict`` {param: mask or None}
 ``thinning_plans``        ``[ThinningPlan.to_dict(), ...]``, replayed before loading ``state_dict``
+``low_rank``              ``[DecompositionRecord.to_dict(), ...]``: layers replaced by low-rank factors,
+                          replayed (in order with the thinning plans) before loading ``state_dict``;
+                          present only when some layer was factorized
 ``quantizer_metadata``    plain description of the quantizer (or None)
 ``rng_state``             random-number-generator states (or None)
 
@@ -33,6 +36,7 @@ from torch import nn
 
 from distiller.checkpoint.plain import to_plain_data
 from distiller.errors import CheckpointError
+from distiller.low_rank.record import applied_decompositions
 from distiller.naming import normalize_module_name
 from distiller.thinning.plan import ThinningPlan, applied_thinning_plans
 
@@ -97,6 +101,9 @@ def build_checkpoint(
         "quantizer_metadata": quantizer_metadata,
         "rng_state": rng_state,
     }
+    decompositions = applied_decompositions(model)
+    if decompositions:
+        checkpoint["low_rank"] = [r.to_dict() for r in decompositions]
     return {key: to_plain_data(value, f"checkpoint[{key!r}]") for key, value in checkpoint.items()}
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 
 from distiller.apps.options import ClassifierOptions
+from distiller.cli.amc_args import add_amc_args, amc_options_from_args
 from distiller.cli.analysis_args import add_analysis_args, analysis_options_from_args
+from distiller.cli.earlyexit_args import add_earlyexit_args, earlyexit_options_from_args
+from distiller.cli.greedy_args import add_greedy_args, greedy_options_from_args
 from distiller.cli.ptq_args import add_ptq_args, ptq_options_from_args
 
 
@@ -93,6 +96,9 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
     p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="Never show progress bars")
     add_analysis_args(p, _fraction_or_count)
+    add_amc_args(p)
+    add_earlyexit_args(p)
+    add_greedy_args(p)
 
     opt = p.add_argument_group("Optimizer arguments")
     opt.add_argument("--optimizer", default="sgd", type=str.lower, choices=["sgd", "adam", "adamw"],
@@ -186,4 +192,7 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         progress=args.progress,
         quant=ptq_options_from_args(args),
         analysis=analysis_options_from_args(args),
+        earlyexit=earlyexit_options_from_args(args),
+        greedy=greedy_options_from_args(args),
+        amc=amc_options_from_args(args),
     )

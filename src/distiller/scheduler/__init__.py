@@ -45,5 +45,7 @@ __all__ = [
     "make_window",
 ]
 
-# Thinning extensions (StructureRemover, FilterRemover, ChannelRemover) register into EXTENSIONS.
+# Extensions register into EXTENSIONS: thinning (StructureRemover, FilterRemover, ChannelRemover) and
+# low-rank factorization (TruncatedSVD, LowRankDecomposition).
+import distiller.low_rank.extension  # noqa: E402, F401
 import distiller.thinning.extensions  # noqa: E402, F401

@@ -23,6 +23,14 @@ from distiller.models.cifar10.resnet_cifar import (
     resnet110_cifar,
     resnet1202_cifar,
 )
+from distiller.models.cifar10.resnet_cifar_earlyexit import (
+    resnet20_cifar_earlyexit,
+    resnet32_cifar_earlyexit,
+    resnet44_cifar_earlyexit,
+    resnet56_cifar_earlyexit,
+    resnet110_cifar_earlyexit,
+    resnet1202_cifar_earlyexit,
+)
 from distiller.models.cifar10.simplenet_cifar import SimplenetCifar, simplenet_cifar
 from distiller.models.cifar10.vgg_cifar import (
     VGGCifar,
@@ -60,6 +68,12 @@ __all__ = [
     "resnet56_cifar",
     "resnet110_cifar",
     "resnet1202_cifar",
+    "resnet20_cifar_earlyexit",
+    "resnet32_cifar_earlyexit",
+    "resnet44_cifar_earlyexit",
+    "resnet56_cifar_earlyexit",
+    "resnet110_cifar_earlyexit",
+    "resnet1202_cifar_earlyexit",
     "simplenet_cifar",
     "vgg11_bn_cifar",
     "vgg11_cifar",

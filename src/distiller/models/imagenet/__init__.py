@@ -32,6 +32,7 @@ from distiller.models.imagenet.resnet import (
     wide_resnet50_2,
     wide_resnet101_2,
 )
+from distiller.models.imagenet.resnet_earlyexit import resnet50_earlyexit
 
 __all__ = [
     "AlexNetBN",
@@ -55,6 +56,7 @@ __all__ = [
     "resnet18",
     "resnet34",
     "resnet50",
+    "resnet50_earlyexit",
     "resnet101",
     "resnet152",
     "resnext50_32x4d",
