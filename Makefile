@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Demo knobs: `make demo EPOCHS=30`
 EPOCHS ?= 20
 
-.PHONY: setup demo test test-full lint clean
+.PHONY: setup demo test test-full lint docs clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ test-full: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# The schedule and CLI references are generated from the registries and the argparse parser first,
+# so they cannot drift; --strict turns every MkDocs warning (a broken link, a missing page) into an error.
+docs: $(STAMP)
+	$(PY) docs/gen/schedule_reference.py
+	$(PY) docs/gen/cli_reference.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) logs .pytest_cache .ruff_cache build *.egg-info src/*.egg-info

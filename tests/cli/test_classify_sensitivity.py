@@ -110,7 +110,7 @@ def test_resnet20_filter_sensitivity_on_cifar10(run_cli):
     ckpt = require(CHECKPOINTS / "checkpoint_trained_dense.pth.tar")
     data = require(CIFAR10_DIR)
     run = run_cli("classify", "-a", "resnet20_cifar", "--resume-from", ckpt, "--sense", "filter",
-                  "--sense-range", "0", "0.10", "0.05", "--vs", "0", "--etes", "500", "-j", "0", data)
+                  "--sense-range", "0", "0.10", "0.05", "--vs", "0", "--etes", "200", "-j", "0", data)
     assert run.code == 0, run.err
     top1, _, _ = run.result()
     rows = read_rows(run.saved("sensitivity.csv"))

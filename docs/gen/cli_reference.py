@@ -1,0 +1,161 @@
+"""Write ``docs/reference/cli.md``: every ``distiller`` subcommand and option, read from argparse.
+
+The page is built from :func:`distiller.cli.main.build_parser`, the parser the command itself uses,
+so option spellings, aliases, ``nargs``, defaults, choices and help texts are always the ones the
+installed command accepts.
+
+Usage: ``python docs/gen/cli_reference.py [OUTPUT]`` (default ``docs/reference/cli.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "reference" / "cli.md"
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).replace("|", "\\|").split())
+
+
+def _code(text: str) -> str:
+    return f"`{text}`" if "`" not in text else f"`` {text} ``"
+
+
+def subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
+
+
+def _help_text(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    if action.help is None or action.help == argparse.SUPPRESS:
+        return ""
+    formatter = parser._get_formatter()
+    try:
+        return formatter._expand_help(action)
+    except (KeyError, TypeError, ValueError):
+        return action.help
+
+
+def _default(action: argparse.Action) -> str:
+    if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+        return ""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        return ""
+    value: Any = action.default
+    if value is None or value == argparse.SUPPRESS:
+        return ""
+    return _code(repr(value))
+
+
+def _nargs(action: argparse.Action) -> str:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)):
+        return "flag"
+    if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._CountAction)):
+        return "flag"
+    nargs = action.nargs
+    if nargs is None:
+        return "1"
+    return str(nargs)
+
+
+def option_rows(parser: argparse.ArgumentParser) -> list[tuple[str, list[list[str]]]]:
+    """(group title, rows) for every argument group of ``parser`` that has visible arguments."""
+    groups = []
+    for group in parser._action_groups:
+        rows = []
+        for action in group._group_actions:
+            if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+                continue
+            names = (
+                ", ".join(_code(s) for s in action.option_strings)
+                if action.option_strings
+                else _code(action.metavar or action.dest)
+            )
+            metavar = ""
+            if action.option_strings and _nargs(action) != "flag":
+                if isinstance(action.metavar, tuple):
+                    metavar = " ".join(action.metavar)
+                else:
+                    metavar = action.metavar or action.dest.upper()
+            choices = ", ".join(str(c) for c in action.choices) if action.choices else ""
+            rows.append(
+                [
+                    names,
+                    _code(metavar) if metavar else "",
+                    _nargs(action),
+                    _default(action),
+                    _cell(choices),
+                    _cell(_help_text(parser, action)),
+                ]
+            )
+        if rows:
+            groups.append((group.title or "arguments", rows))
+    return groups
+
+
+def render_parser(parser: argparse.ArgumentParser, title: str, level: int) -> list[str]:
+    heading = "#" * level
+    out = [f"{heading} `{title}`", ""]
+    if parser.description:
+        out += [" ".join(parser.description.split()), ""]
+    usage = parser.format_usage().strip()
+    out += ["```text", usage, "```", ""]
+    for group_title, rows in option_rows(parser):
+        out += [
+            f"**{group_title[0].upper() + group_title[1:]}**",
+            "",
+            "| option | value | nargs | default | choices | help |",
+            "|---|---|---|---|---|---|",
+        ]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
+    sub = subparsers_of(parser)
+    if sub is not None:
+        helps = {a.dest: a.help for a in sub._choices_actions}
+        out += ["| subcommand | what it does |", "|---|---|"]
+        out += [f"| `{name}` | {_cell(helps.get(name) or '')} |" for name in sub.choices]
+        out.append("")
+        for name, child in sub.choices.items():
+            out += render_parser(child, f"{title} {name}", min(level + 1, 4))
+    return out
+
+
+def render() -> str:
+    from distiller.cli.main import build_parser
+
+    os.environ["COLUMNS"] = "100"  # the usage lines wrap at the terminal width; fix it for stable output
+    parser = build_parser()
+    out = [
+        "# Command-line reference",
+        "",
+        "<!-- Generated by docs/gen/cli_reference.py from distiller.cli.main.build_parser(); do not edit. -->",
+        "",
+        "Every option of every `distiller` subcommand, as the installed parser defines it. "
+        "`python examples/classifier_compression/compress_classifier.py` accepts exactly the options of "
+        "`distiller classify`. A *value* column gives the placeholder shown by `--help`; *nargs* is `flag` for "
+        "switches, `1` for a single value, `?` for an optional value, `*`/`+` for lists. An empty default means "
+        "the option is unset (`None`) unless given.",
+        "",
+    ]
+    out += render_parser(parser, "distiller", 2)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    output = Path(argv[0]) if argv else DEFAULT_OUTPUT
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(), encoding="utf-8")
+    print(f"Saved: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
