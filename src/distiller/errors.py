@@ -42,3 +42,8 @@ class ExportError(DistillerError):
 
 class QuantizationError(DistillerError):
     """A model cannot be quantized as asked (bad quantizer settings, missing statistics, unsupported layer)."""
+
+
+class DistributedError(DistillerError):
+    """A distributed (DDP) run cannot start or continue: bad launch environment, ranks that disagree, a
+    collective operation that timed out because another rank failed or stalled."""

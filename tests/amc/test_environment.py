@@ -44,10 +44,11 @@ def test_model_is_not_changed_and_episodes_restore_the_dense_weights(trained_dig
         assert torch.equal(v, before[k]), k
 
 
+@pytest.mark.parametrize("pattern", ["channels", "filters"])
 def test_episode_network_is_thinned_meets_the_target_and_matches_the_masked_network(
-    trained_digits_model, digits_batches
+    pattern, trained_digits_model, digits_batches
 ):
-    env = AMCEnv(trained_digits_model, digits_batches, AMCConfig(target_density=0.5))
+    env = AMCEnv(trained_digits_model, digits_batches, AMCConfig(target_density=0.5, prune_pattern=pattern))
     outcomes = []
     env.listeners.append(outcomes.append)
     reward, info = run_episode(env, [-1.0, -1.0])  # the agent asks for nothing; the clamp prunes to the target
@@ -58,7 +59,34 @@ def test_episode_network_is_thinned_meets_the_target_and_matches_the_masked_netw
     assert outcome.model.conv2.out_channels == 32 - outcome.removed[1]
     assert reward == pytest.approx(outcome.score.top1 / 100)
     masked = evaluate_batches(env.work, digits_batches)  # the working network still holds the masks
-    assert masked.top1 == pytest.approx(outcome.score.top1) and masked.loss == pytest.approx(outcome.score.loss, 1e-5)
+    if pattern == "channels":  # nobody reads a removed channel: thinning is exact
+        assert masked.top1 == pytest.approx(outcome.score.top1) and masked.loss == pytest.approx(outcome.score.loss)
+    else:  # removed filters leave constants, folded into the consumers: exact away from padded borders
+        assert abs(masked.top1 - outcome.score.top1) < 5 and abs(masked.loss - outcome.score.loss) < 0.2
+
+
+def test_filter_pattern_folds_the_constants_that_channel_pattern_drops(trained_digits_model, digits_batches):
+    """Same channels removed; with ``filters`` the BatchNorm shifts of the removed channels survive in the
+    consumers, with ``channels`` they are gone: the two networks differ, and have the same shapes."""
+    nets = {}
+    for pattern in ("filters", "channels"):
+        env = AMCEnv(trained_digits_model, digits_batches, AMCConfig(target_density=0.5, prune_pattern=pattern))
+        outcomes = []
+        env.listeners.append(outcomes.append)
+        run_episode(env, [0.5, 0.0])
+        nets[pattern] = outcomes[0]
+    assert nets["filters"].removed == nets["channels"].removed
+    f, c = nets["filters"].model.state_dict(), nets["channels"].model.state_dict()
+    assert {k: v.shape for k, v in f.items()} == {k: v.shape for k, v in c.items()}
+    assert not all(torch.equal(f[k], c[k]) for k in f)
+
+
+def test_models_with_zero_channels_must_be_thinned_first(trained_digits_model, digits_batches):
+    model = copy.deepcopy(trained_digits_model)
+    with torch.no_grad():
+        model.conv1.weight[3] = 0
+    with pytest.raises(ConfigError, match="--thinnify"):
+        AMCEnv(model, digits_batches, AMCConfig(target_density=0.5))
 
 
 def test_accuracy_guaranteed_does_not_clamp(trained_digits_model, digits_batches):

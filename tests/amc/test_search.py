@@ -13,8 +13,14 @@ from distiller.amc.agents import canonical_algorithm
 from distiller.amc.config import AMCConfig
 from distiller.amc.environment import AMCEnv
 from distiller.amc.evaluation import evaluate_batches
-from distiller.amc.outputs import csv_header, plot_rewards, schedule_dict, sparsity_for_count, write_episodes_csv
-from distiller.amc.outputs import write_schedule
+from distiller.amc.outputs import (
+    csv_header,
+    plot_rewards,
+    schedule_dict,
+    sparsity_for_count,
+    write_episodes_csv,
+    write_schedule,
+)
 from distiller.amc.search import amc_search
 from distiller.config import file_config, validate_schedule
 from distiller.errors import ConfigError
@@ -76,8 +82,9 @@ def test_outputs_csv_yaml_and_plot(tmp_path, trained_digits_model, digits_batche
     assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[0]["action/conv1"]) == pytest.approx(result.records[0].actions[0], abs=1e-6)
 
-    yaml_path = write_schedule(result.best, result.steps, "filters", tmp_path / "s.yaml", arch="simplenet_digits",
-                               dataset="digits", episodes=4)
+    yaml_path = write_schedule(
+        result.best, result.steps, "filters", tmp_path / "s.yaml", arch="simplenet_digits", dataset="digits", episodes=4
+    )
     dense = create_model("simplenet_digits", "digits")
     dense.load_state_dict(trained_digits_model.state_dict())
     validate_schedule(yaml_path, dense)
@@ -108,6 +115,7 @@ def test_schedule_groups_equal_fractions_and_skips_unpruned_steps(trained_digits
     text = yaml.safe_dump(schedule)
     pruned = [s for s, r in zip(result.steps, record.removed) if r]
     assert sum(len(p["weights"]) for p in schedule["pruners"].values()) == len(pruned)
-    assert all(p["group_type"] == "Channels" and p["group_dependency"] == "Coupled"
-               for p in schedule["pruners"].values())
+    assert all(
+        p["group_type"] == "Channels" and p["group_dependency"] == "Coupled" for p in schedule["pruners"].values()
+    )
     assert "ChannelRemover" in text

@@ -42,12 +42,14 @@ from distiller.amc.pruning import (
     channel_scores,
     choose_channels,
     mask_channels,
+    mask_roles,
     thinning_plan,
 )
 from distiller.amc.rewards import CLAMPED_PROTOCOLS, compute_reward
 from distiller.amc.steps import AMCNetwork, analyze_network
 from distiller.errors import ConfigError
 from distiller.naming import normalize_module_name
+from distiller.thinning import ThinningPlan, plan_from_masks
 
 __all__ = ["AMCEnv", "EpisodeOutcome"]
 
@@ -140,6 +142,8 @@ class AMCEnv(gym.Env):
         tensors = dict(self.work.named_parameters())
         tensors.update(dict(self.work.named_buffers()))
         self._shapes = {normalize_module_name(n): tuple(t.shape) for n, t in tensors.items()}
+        self._check_no_zero_channels()
+        self._roles = mask_roles(config.prune_pattern, config.prune_method)
         self._static = normalize_columns(static_features(self.steps))
         n = len(self.steps)
         self._later_layers = [sorted(self.mac_model.step_layers(range(t + 1, n))) for t in range(n)]
@@ -236,10 +240,10 @@ class AMCEnv(gym.Env):
             self._chosen[group.index] = []
             return
         noise = self.config.ranking_noise if self.config.prune_method == "stochastic-l1-rank" else 0.0
-        scores = channel_scores(group, self._params, self.config.prune_pattern, noise, self.np_random)
+        scores = channel_scores(group, self._params, noise, self.np_random)
         channels = choose_channels(scores, count)
         self._chosen[group.index] = channels
-        mask_channels(group, channels, self._params, self._masks)
+        mask_channels(group, channels, self._params, self._masks, self._roles)
         apply_masks(self._params, self._masks)
         if self.reconstructor is not None:
             self.reconstructor.reconstruct(group, self._params, self._masks)
@@ -250,12 +254,45 @@ class AMCEnv(gym.Env):
 
     def thinned_copy(self) -> nn.Module:
         """The current (masked) working network, thinned: a new module with the removed channels gone."""
-        groups = {g.index: g for g in self.network.coupling.groups}
-        plan = thinning_plan(groups, self._chosen, self._shapes)
         model = copy.deepcopy(self.work)
-        if len(plan):
+        plan = self._thinning_plan()
+        if len(plan) or plan.shifts:
             plan.apply(model)
         return model.eval()
+
+    def _thinning_plan(self) -> ThinningPlan:
+        """Remove exactly the channels the episode chose; with masked filters, fold the constants they leave."""
+        groups = {g.index: g for g in self.network.coupling.groups}
+        chosen = {g: c for g, c in self._chosen.items() if c}
+        if self._roles != ("producer",):
+            return thinning_plan(groups, chosen, self._shapes)
+        masks = self._masks
+        report = plan_from_masks(self.network.graph, masks, coupling=self.network.coupling)
+        failed = [g for g, c in chosen.items() if report.removed.get(g) != c]
+        if failed:  # a constant could not be folded (no bias or BatchNorm after the consumer): unread it instead
+            masks = {k: v.clone() for k, v in masks.items()}
+            for g in failed:
+                mask_channels(groups[g], chosen[g], self._params, masks, ("consumer",))
+            report = plan_from_masks(self.network.graph, masks, coupling=self.network.coupling)
+        if report.removed != chosen:
+            raise RuntimeError(f"thinning would remove {report.removed}, the episode chose {chosen}")
+        return report.plan
+
+    def _check_no_zero_channels(self) -> None:
+        """Refuse a model with all-zero channels (a masked checkpoint): thinning would remove them whatever
+        the agent does, and the MAC count would be wrong."""
+        tensors = {normalize_module_name(n): p.detach() for n, p in self.work.named_parameters()}
+        zero = sum(
+            int(group.zero_channels(tensors, role).sum())
+            for group in self.network.coupling.prunable
+            for role in ("producer", "consumer")
+        )
+        if zero:
+            raise ConfigError(
+                f"The model has {zero} channel(s) whose filters or input weights are all zero (a pruned, unthinned "
+                "checkpoint?). Thin it first (add --thinnify, or run 'distiller classify --thinnify --resume-from "
+                "CHECKPOINT'), so that AMC starts from the network that actually runs."
+            )
 
     def _finish(self) -> EpisodeOutcome:
         model = self._timed("thinning", self.thinned_copy)

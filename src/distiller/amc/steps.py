@@ -7,10 +7,11 @@ convolution's filters and the next layer's input channels; for a residual stage 
 convolution that writes the stage's stream, its BatchNorms, and every layer that reads it. Any
 model that ``torch.fx`` traces works, and the network an episode builds can always be thinned.
 
-``--amc-prune-pattern`` chooses which side of a group the step looks at: ``filters`` (the producers'
+``--amc-prune-pattern`` chooses which side of a group the step acts on: ``filters`` (the producers'
 filters) or ``channels`` (the consumers' input channels). Both remove the same coupled channels; the
-pattern decides which weights rank them, which layer describes the step in the observation
-(its *representative*), and the ``group_type`` of the schedule that reproduces the result.
+pattern decides how the removal is applied (:mod:`distiller.amc.pruning`), which layer describes
+the step in the observation (its *representative*), and the ``group_type`` of the schedule that
+reproduces the result.
 """
 
 from __future__ import annotations

@@ -226,6 +226,18 @@ class SummaryActivationStatsCollector(ActivationStatsCollector):
             acc.reset()
         return self
 
+    def all_reduce(self) -> SummaryActivationStatsCollector:
+        """Combine the statistics of every rank of a distributed (DDP) job; a no-op in a single process.
+
+        Each rank records its own share of the data; pruners that rank channels by these statistics
+        must see the whole data, or the ranks would prune differently. Call it on every rank after
+        :meth:`stop` and before the statistics are read; then every rank holds the same means.
+        """
+        from distiller.distributed.stats import all_reduce_weighted_sums
+
+        all_reduce_weighted_sums([self._acc[name] for name in sorted(self._acc)])
+        return self
+
     def value(self) -> dict[str, torch.Tensor]:
         """``{module name: statistic}`` (a 0-d or per-channel float tensor) for the modules that saw data."""
         out = {}

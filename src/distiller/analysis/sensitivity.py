@@ -477,6 +477,7 @@ def perform_sensitivity_analysis(
     example: torch.Tensor | None = None,
     workers: int = 1,
     progress: Progress | None = None,
+    distributed: bool = False,
 ) -> SensitivityTable:
     """Prune each parameter (or coupled group) alone at each level, one-shot, and evaluate.
 
@@ -498,6 +499,9 @@ def perform_sensitivity_analysis(
         workers: evaluation processes; 1 evaluates here (see
             :func:`distiller.analysis.sensitivity_workers.parallel_results`).
         progress: wraps the task iterator with a progress display (the CLI passes tqdm on a TTY).
+        distributed: in a distributed (DDP) job, every rank calls this and evaluates every N-th
+            (parameter, level) pair (with its own ``workers``); all ranks return the whole table
+            (:func:`distiller.distributed.shared_results`). Without a job it changes nothing.
 
     Returns:
         ``OrderedDict{name: OrderedDict{sparsity: (top1, top5, loss)}}``.
@@ -522,11 +526,19 @@ def perform_sensitivity_analysis(
         len(tasks),
         workers,
     )
-    if workers > 1 and len(tasks) > 1:
-        from distiller.analysis.sensitivity_workers import parallel_results
 
-        results = parallel_results(model, units, levels, kind, test_func, tasks, workers, progress)
+    def evaluate(share: list[tuple[int, int]]) -> dict[tuple[int, int], Result]:
+        if workers > 1 and len(share) > 1:
+            from distiller.analysis.sensitivity_workers import parallel_results
+
+            return parallel_results(model, units, levels, kind, test_func, share, workers, progress)
+        steps: Iterable = share if progress is None else progress(share, len(share), f"sensitivity ({kind})")
+        return {task: run_task(model, units, levels, kind, test_func, task) for task in steps}
+
+    if distributed:
+        from distiller.distributed.work import shared_results
+
+        results = shared_results(evaluate, tasks)
     else:
-        steps: Iterable = tasks if progress is None else progress(tasks, len(tasks), f"sensitivity ({kind})")
-        results = {task: run_task(model, units, levels, kind, test_func, task) for task in steps}
+        results = evaluate(tasks)
     return assemble(units, levels, results)

@@ -137,7 +137,6 @@ def check_amc_options(opts: ClassifierOptions) -> None:
         "--evaluate": opts.evaluate,
         "--compress": bool(opts.compress),
         "--summary": bool(opts.summary),
-        "--thinnify": opts.thinnify,
         "--onnx-model": opts.onnx_model is not None,
         "--quantize-eval": opts.quant.quantize_eval,
         "--qe-calibration": opts.quant.calibration is not None,

@@ -25,6 +25,7 @@ from distiller.apps.data_loggers import (
     log_epoch_weights,
     log_eval_summary,
 )
+from distiller.apps.ddp import process_batch_size, sampler_kwargs, shared_seed, training_pair
 from distiller.apps.earlyexit import EarlyExitRun, log_exit_stats
 from distiller.apps.greedy_mode import greedy_pruning_mode
 from distiller.apps.loops import EvalResult, TrainResult, evaluate, train_one_epoch
@@ -46,6 +47,7 @@ from distiller.config import file_config
 from distiller.data import load_data
 from distiller.determinism import derive_seed, seed_everything, set_deterministic
 from distiller.distillation import build_kd_policy, create_teacher
+from distiller.distributed.process_group import current as distributed_context
 from distiller.early_exit import final_output
 from distiller.errors import ConfigError
 from distiller.models import create_model, dataset_for_arch
@@ -102,9 +104,11 @@ class ClassifierApp:
     def __init__(self, opts: ClassifierOptions, run_dir: Path) -> None:
         self.opts = opts
         self.run_dir = run_dir
-        self.device = select_device(opts)
+        self.dist = distributed_context()  # this process's place in a torchrun job; None in a single process
+        self.device = self.dist.device if self.dist is not None else select_device(opts)
         self.deterministic = opts.deterministic or opts.evaluate
         self.seed = opts.seed if opts.seed is not None else (0 if self.deterministic else random.randint(1, 100000))
+        self.seed = shared_seed(self.seed, self.dist)
         if self.deterministic:
             set_deterministic(True)
         seed_everything(self.seed)
@@ -128,7 +132,7 @@ class ClassifierApp:
         self.schedule: tuple[str, str] | None = None  # (file name, YAML text) of the --compress schedule
         self.saved: list[Path] = []
         self.compression_attached = False
-        self.loggers = create_loggers(run_dir, opts)
+        self.loggers = create_loggers(run_dir, opts) if self.dist is None or self.dist.is_main else []
         # (epoch, completed, total) at which evaluation summaries are logged: the end of the last trained
         # epoch on the training-step axis; (-1, 0, 0) outside training.
         self.log_position: tuple[int, int, int] = (-1, 0, 0)
@@ -307,7 +311,7 @@ class ClassifierApp:
         return load_data(
             self.dataset,
             o.data_dir,
-            batch_size=o.batch_size,
+            batch_size=process_batch_size(o.batch_size, self.dist),
             workers=o.workers,
             validation_split=o.validation_split,
             effective_train_size=o.effective_train_size,
@@ -318,6 +322,7 @@ class ClassifierApp:
             input_shape=shape,
             num_classes=getattr(self.model, "num_classes", None) if shape else None,
             test_only=test_only,
+            **sampler_kwargs(self.dist),
         )
 
     # --- modes ---------------------------------------------------------------------------------
@@ -343,6 +348,8 @@ class ClassifierApp:
         return test
 
     def _save(self, epoch: int, is_best: bool, current: EvalResult, name: str | None = None) -> None:
+        if self.dist is not None and not self.dist.is_main:
+            return  # rank 0 alone writes checkpoints
         best = self.tracker.best()
         extras = {
             "current_top1": current.top1,
@@ -390,22 +397,23 @@ class ClassifierApp:
         collectors = self.activation_collectors()
         if collectors:
             self.prime_activation_stats(collectors, loaders)
+        train_model, scheduler = training_pair(self, collectors)  # DDP and rank-synchronized hooks under torchrun
         history: list[EpochRecord] = []
         for epoch in range(self.start_epoch, o.epochs):
             if self.deterministic:
                 seed_everything(derive_seed(self.seed, "epoch", epoch))
             loaders.set_epoch(epoch)
-            self.scheduler.on_epoch_begin(epoch, self.optimizer)
+            scheduler.on_epoch_begin(epoch, self.optimizer)
             lr = self.optimizer.param_groups[0]["lr"]
             for collector in collectors:  # pruners read these at the next epoch's beginning
                 collector.reset().start()
             with self.phase_collectors.phase("train"):
                 train = train_one_epoch(
-                    self.model,
+                    train_model,
                     loaders.train,
                     train_criterion,
                     self.optimizer,
-                    self.scheduler,
+                    scheduler,
                     epoch,
                     self.device,
                     o.print_freq,
@@ -443,7 +451,7 @@ class ClassifierApp:
                 valid.loss,
                 train.seconds,
             )
-            self.scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": valid.loss, "max": valid.top1})
+            scheduler.on_epoch_end(epoch, self.optimizer, metrics={"min": valid.loss, "max": valid.top1})
             self.tracker.step(self.model, epoch, valid.top1, valid.top5)
             if o.masks_sparsity:
                 log.info("Masks sparsity:\n%s", render_masks_sparsity_summary(self.model, self.scheduler.masks))
@@ -530,7 +538,8 @@ class ClassifierApp:
             scheduler_state=self.scheduler.state_dict(),
             extras=dict(self.resumed_extras),
         )
-        atomic_save(checkpoint, path)
+        if self.dist is None or self.dist.is_main:  # rank 0 alone writes files
+            atomic_save(checkpoint, path)
         self.saved.append(path)
 
     def thinnify_only(self) -> ClassifierResult:

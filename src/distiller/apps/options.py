@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from distiller.apps.amc_options import AMCOptions
 from distiller.apps.analysis_options import AnalysisOptions
+from distiller.apps.ddp_options import DDPOptions
 from distiller.apps.earlyexit_options import EarlyExitOptions
 from distiller.apps.greedy_options import GreedyOptions
 from distiller.apps.ptq_options import PtqOptions
@@ -69,3 +70,4 @@ class ClassifierOptions:
     earlyexit: EarlyExitOptions = field(default_factory=EarlyExitOptions)  # --earlyexit_*
     greedy: GreedyOptions = field(default_factory=GreedyOptions)  # --greedy*
     amc: AMCOptions = field(default_factory=AMCOptions)  # --amc*
+    ddp: DDPOptions = field(default_factory=DDPOptions)  # --ddp-* (runs started by torchrun)

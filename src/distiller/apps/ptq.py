@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
+from distiller.apps.ddp import shard_loader
 from distiller.checkpoint import build_checkpoint
 from distiller.checkpoint.save import atomic_save
 from distiller.errors import ConfigError
@@ -77,7 +78,10 @@ def calibration_only(app: ClassifierApp) -> ClassifierResult:
     loaders = app._data(test_only=False)
     calib = loaders.calibration_loader(app.opts.quant.calibration)
     path = app.run_dir / STATS_FILE
-    calibrate(app.model, calib, _first_batch(calib).to(app.device), device=app.device, save_path=path)
+    example = _first_batch(calib).to(app.device)
+    # under DDP each rank calibrates on its share and the statistics are merged
+    shard, across = shard_loader(calib, app.dist), app.dist is not None
+    calibrate(app.model, shard, example, device=app.device, save_path=path, across_ranks=across)
     log.info("Calibration statistics of %d training samples", len(calib.sampler))
     app.saved.append(path)
     return ClassifierResult(None, saved=list(app.saved))
@@ -99,7 +103,10 @@ def _quantizer_args(app: ClassifierApp) -> tuple[dict[str, Any], Any]:
         return args, None
     loaders = app._data(test_only=False)
     calib = loaders.calibration_loader(q.calibration if q.calibration is not None else DEFAULT_CALIBRATION)
-    stats = calibrate(app.model, calib, _first_batch(calib).to(app.device), device=app.device)
+    example = _first_batch(calib).to(app.device)
+    # under DDP each rank calibrates on its share and the statistics are merged
+    shard, across = shard_loader(calib, app.dist), app.dist is not None
+    stats = calibrate(app.model, shard, example, device=app.device, across_ranks=across)
     log.info("Calibrated on %d training samples", len(calib.sampler))
     args["model_activation_stats"] = stats
     return args, loaders

@@ -78,13 +78,15 @@ def sensitivity_analysis(app: ClassifierApp) -> ClassifierResult:
         example=evaluation.batches[0][0][:1],  # the graph is traced on the real input shape
         workers=a.sensitivity_workers,
         progress=progress,
+        distributed=app.dist is not None,  # under torchrun the ranks share the evaluations
     )
     dense = next(iter(table.values()))[0.0] if 0.0 in levels else evaluation(app.model)
-    csv_path = sensitivities_to_csv(table, app.run_dir / CSV_FILE)
     kind = f"{a.sensitivity}{', coupled groups' if a.sensitivity_groups else ''}"
-    title = f"{o.arch}: {kind} sensitivity ({evaluation.num_samples} {split} images)"
-    png_path = sensitivities_to_png(table, app.run_dir / PNG_FILE, title=title)
-    app.saved.extend([csv_path, png_path])
+    if app.dist is None or app.dist.is_main:  # every rank holds the whole table; rank 0 writes it
+        csv_path = sensitivities_to_csv(table, app.run_dir / CSV_FILE)
+        title = f"{o.arch}: {kind} sensitivity ({evaluation.num_samples} {split} images)"
+        png_path = sensitivities_to_png(table, app.run_dir / PNG_FILE, title=title)
+        app.saved.extend([csv_path, png_path])
     report = (
         f"Sensitivity ({kind}): {len(table)} {'groups' if a.sensitivity_groups else 'parameters'} x {len(levels)} "
         f"levels on {evaluation.num_samples} {split} images; the result line is the unpruned model's."

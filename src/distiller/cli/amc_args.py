@@ -18,7 +18,6 @@ _EXCLUSIVE = (
     ("--evaluate", "evaluate"),
     ("--compress", "compress"),
     ("--summary", "summary"),
-    ("--thinnify", "thinnify"),
     ("--onnx-model", "onnx_model"),
     ("--quantize-eval", "quantize_eval"),
     ("--qe-calibration", "qe_calibration"),
@@ -27,17 +26,6 @@ _EXCLUSIVE = (
     ("--greedy", "greedy"),
     ("--kd-teacher", "kd_teacher"),
 )
-
-
-def _algorithm(text: str) -> str:
-    """``--amc-agent-algo``: any case, the original's spellings and a few aliases (``ppo``, ``random``)."""
-    from distiller.amc.agents import canonical_algorithm
-    from distiller.errors import ConfigError
-
-    try:
-        return canonical_algorithm(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--amc-agent-algo ")) from None
 
 
 def add_amc_args(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +52,7 @@ def add_amc_args(parser: argparse.ArgumentParser) -> None:
                        help="Reward computation frequency (measured in agent steps)")
     group.add_argument("--amc-target-density", type=float, default=None,
                        help="Target density of the network we are seeking (fraction of the dense MACs)")
-    group.add_argument("--amc-agent-algo", type=_algorithm, default="ClippedPPO-continuous",
+    group.add_argument("--amc-agent-algo", default="ClippedPPO-continuous",
                        metavar="{" + ",".join(AGENT_ALGOS) + "}",
                        help="The agent algorithm to use (any case)")
     group.add_argument("--amc-ft-frequency", type=int, default=None,
@@ -109,7 +97,7 @@ def amc_options_from_args(args: argparse.Namespace) -> AMCOptions:
         action_range=list(args.amc_action_range),
     )
     if opts.enabled:
-        opts.validate()
+        opts.validate()  # also spells --amc-agent-algo canonically (any case and the original's names are accepted)
         reject_amc_combinations([flag for flag, attr in _EXCLUSIVE if _given(getattr(args, attr, None))])
     return opts
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from tabulate import tabulate
 
 from distiller.apps.classifier import ClassifierResult, run_classifier
+from distiller.apps.ddp import ddp_session
 from distiller.apps.options import ClassifierOptions
 from distiller.apps.run_dir import create_run_dir, record_environment
 from distiller.cli.classify_parser import build_classify_parser, options_from_args
 from distiller.cli.console import configure_logging, emit
+from distiller.cli.ddp_args import run_worker_rank
 
 log = logging.getLogger("distiller.cli")
 
@@ -64,8 +66,12 @@ def report_result(opts: ClassifierOptions, result: ClassifierResult) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     opts = options_from_args(args)
-    run_dir = start_run(opts, argv)
-    report_result(opts, run_classifier(opts, run_dir))
+    with ddp_session(opts) as ctx:  # None unless torchrun started this process with others
+        if ctx is not None and not ctx.is_main:
+            run_worker_rank(opts, ctx, run_classifier)
+            return 0
+        run_dir = start_run(opts, argv)
+        report_result(opts, run_classifier(opts, run_dir))
     return 0
 
 

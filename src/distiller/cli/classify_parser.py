@@ -8,10 +8,12 @@ working. argparse lives only in ``distiller.cli``; the parsed namespace is turne
 from __future__ import annotations
 
 import argparse
+import logging
 
 from distiller.apps.options import ClassifierOptions
 from distiller.cli.amc_args import add_amc_args, amc_options_from_args
 from distiller.cli.analysis_args import add_analysis_args, analysis_options_from_args
+from distiller.cli.ddp_args import add_ddp_args, ddp_options_from_args
 from distiller.cli.earlyexit_args import add_earlyexit_args, earlyexit_options_from_args
 from distiller.cli.greedy_args import add_greedy_args, greedy_options_from_args
 from distiller.cli.ptq_args import add_ptq_args, ptq_options_from_args
@@ -34,6 +36,8 @@ def _split_fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"the validation split is a fraction in [0, 1), got {text!r}")
     return value
 
+
+log = logging.getLogger("distiller.cli")
 
 SUMMARY_CHOICES = ["sparsity", "compute", "model", "modules", "png", "png_w_params"]
 
@@ -84,21 +88,26 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
                         "and save the smaller model to <log dir>/<checkpoint stem>_thinned.pth.tar")
     p.add_argument("--summary", action="append", choices=SUMMARY_CHOICES, default=None,
                    help="print a summary of the model instead of training (repeatable); reads no data")
-    p.add_argument("--export-onnx", metavar="PATH", nargs="?", const="", default=None,
+    p.add_argument("--export-onnx", metavar="EXPORT_ONNX", nargs="?", const="", default=None,
                    help="export the model to ONNX after any --evaluate/--summary (default file: <log dir>/<arch>.onnx; "
                         "a relative PATH is taken under the log dir); reads no data")
     p.add_argument("--onnx-model", metavar="FILE", default=None,
                    help="with --evaluate: run the test set through this ONNX file in ONNX Runtime (CPU) instead of "
                         "the PyTorch model (same data, transforms and batch size; a final softmax is removed so "
                         "the loss is computed on logits)")
-    p.add_argument("--compress", metavar="COMPRESS", default=None,
-                   help="compression schedule (YAML) to run; kept in the checkpoint, so --resume-from continues it")
+    p.add_argument("--compress", metavar="COMPRESS", nargs="?", default=None,
+                   help="compression schedule (YAML) to run; kept in the checkpoint, so --resume-from continues it "
+                        "(without a value: no schedule, as the original)")
+    p.add_argument("--extras", metavar="EXTRAS", default=None,
+                   help="deprecated, ignored with a warning: the original's 'file with extra configuration "
+                        "information', which it never read")
     p.add_argument("--masks-sparsity", action="store_true", help="print masks sparsity table at end of each epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="Never show progress bars")
     add_analysis_args(p, _fraction_or_count)
     add_amc_args(p)
     add_earlyexit_args(p)
     add_greedy_args(p)
+    add_ddp_args(p)
 
     opt = p.add_argument_group("Optimizer arguments")
     opt.add_argument("--optimizer", default="sgd", type=str.lower, choices=["sgd", "adam", "adamw"],
@@ -110,6 +119,9 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
 
     res = p.add_argument_group("Resuming arguments")
     load = res.add_mutually_exclusive_group()
+    load.add_argument("--resume", dest="deprecated_resume", default="", metavar="PATH",
+                      help="deprecated: the same as --resume-from PATH --reset-optimizer (loads the model and its "
+                           "schedule, starts at epoch 0 with a new optimizer)")
     load.add_argument("--resume-from", dest="resumed_checkpoint_path", default="", metavar="PATH",
                       help="path to latest checkpoint. Use to resume paused training session.")
     load.add_argument("--exp-load-weights-from", dest="load_model_path", default="", metavar="PATH",
@@ -138,8 +150,25 @@ def build_classify_parser(prog: str = "distiller classify") -> argparse.Argument
     return p
 
 
+def _deprecated_flags(args: argparse.Namespace) -> None:
+    """The original's deprecated ``--resume`` and ``--extras``: accepted, each with a warning."""
+    if getattr(args, "deprecated_resume", ""):
+        log.warning('The "--resume" flag is deprecated. Please use "--resume-from=%s" instead.', args.deprecated_resume)
+        if not args.reset_optimizer:
+            log.warning("--resume resets the optimizer (as the original did); with --resume-from, call with "
+                        "--reset-optimizer to do the same")
+            args.reset_optimizer = True
+        args.resumed_checkpoint_path = args.deprecated_resume
+        args.deprecated_resume = ""
+    if getattr(args, "extras", None):
+        log.warning("--extras %s is deprecated and ignored (the original never read it); put the settings in "
+                    "the --compress schedule instead", args.extras)
+        args.extras = None
+
+
 def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
     """The typed options of a parsed command line."""
+    _deprecated_flags(args)
     return ClassifierOptions(
         arch=args.arch,
         data_dir=args.data,
@@ -195,4 +224,5 @@ def options_from_args(args: argparse.Namespace) -> ClassifierOptions:
         earlyexit=earlyexit_options_from_args(args),
         greedy=greedy_options_from_args(args),
         amc=amc_options_from_args(args),
+        ddp=ddp_options_from_args(args),
     )

@@ -11,10 +11,18 @@ import os
 import sys
 
 import distiller
-from distiller.cli import classify, inspect_cmd, list_cmd, lottery_cmd, sensitivity_schedule_cmd, validate_cmd
+from distiller.cli import (
+    classify,
+    inspect_cmd,
+    list_cmd,
+    lottery_cmd,
+    oneshot_cmds,
+    sensitivity_schedule_cmd,
+    validate_cmd,
+)
 from distiller.errors import DistillerError
 
-SUBCOMMANDS = (classify, validate_cmd, inspect_cmd, list_cmd, lottery_cmd, sensitivity_schedule_cmd)
+SUBCOMMANDS = (classify, validate_cmd, inspect_cmd, list_cmd, lottery_cmd, sensitivity_schedule_cmd, oneshot_cmds)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ def add_ptq_args(parser: argparse.ArgumentParser, fraction_or_count) -> None:  #
                      help="Collect calibration statistics on this fraction (<= 1.0) or number (> 1) of training "
                           "samples; without --quantize-eval, save them to <log dir>/acts_quantization_stats.yaml "
                           "and exit")
-    src.add_argument("--qe-config-file", type=str, metavar="YAML",
+    src.add_argument("--qe-config-file", type=str, metavar="PATH",
                      help="Path to YAML file containing configuration for PostTrainLinearQuantizer (if present, all "
                           "other --qe* arguments are ignored)")
     g.add_argument("--qe-lapq", "--qe-coordinate-search", action="store_true",

@@ -14,7 +14,13 @@ from distiller.data.image_cache import ImageArrays, cache_dir, load_image_folder
 from distiller.data.imagenet import IMAGENET_SPEC
 from distiller.data.loaders import DataLoaders, LoaderOptions, load_data, seed_worker
 from distiller.data.mnist import FASHION_MNIST_SPEC, MNIST_SPEC
-from distiller.data.samplers import EpochSubsetSampler, FixedSubsetSampler, derive_seed, split_indices
+from distiller.data.samplers import (
+    DistributedEpochSampler,
+    EpochSubsetSampler,
+    FixedSubsetSampler,
+    derive_seed,
+    split_indices,
+)
 from distiller.data.sizes import check_size, resolve_size
 from distiller.data.specs import DATASETS, DatasetRequest, DatasetSpec, TransformKind, register_dataset
 from distiller.data.tensor_dataset import TensorImageDataset
@@ -28,6 +34,7 @@ __all__ = [
     "DataLoaders",
     "DatasetRequest",
     "DatasetSpec",
+    "DistributedEpochSampler",
     "EpochSubsetSampler",
     "FixedSubsetSampler",
     "ImageArrays",

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from distiller.data.samplers import EpochSubsetSampler, FixedSubsetSampler, derive_seed, split_indices
+from distiller.data.samplers import (
+    DistributedEpochSampler,
+    EpochSubsetSampler,
+    FixedSubsetSampler,
+    derive_seed,
+    split_indices,
+)
 from distiller.data.sizes import check_size, resolve_size
 from distiller.data.specs import DATASETS, DatasetRequest, DatasetSpec, InputShape
 from distiller.errors import ConfigError, DataError
@@ -189,6 +195,8 @@ def load_data(
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
     test_only: bool = False,
+    num_replicas: int = 1,
+    rank: int = 0,
 ) -> DataLoaders:
     """Build the train, validation and test loaders of ``dataset``.
 
@@ -209,6 +217,11 @@ def load_data(
         input_shape: another (C, H, W) for datasets that support it (``fake``, ``imagenet`` crops).
         num_classes: another class count for datasets that support it (``fake``).
         test_only: build only the test loader.
+        num_replicas: processes of a distributed (DDP) job sharing the training split: each epoch's
+            seeded subset and order are drawn alike on every process and split among them
+            (:class:`~distiller.data.samplers.DistributedEpochSampler`). Validation and test loaders
+            are not split: every process evaluates all of it.
+        rank: this process's rank among ``num_replicas``.
 
     Returns:
         The loaders; call :meth:`DataLoaders.set_epoch` at the start of every epoch.
@@ -258,7 +271,10 @@ def load_data(
     if len(train_indices) == 0:
         raise DataError(f"validation_split={validation_split} leaves no training samples out of {total}.")
     train_count = resolve_size(effective_train_size, len(train_indices), "effective_train_size")
-    loaders.train = options.loader(train_aug, EpochSubsetSampler(train_indices, train_count, seed=seed))
+    train_sampler: Sampler[int] = EpochSubsetSampler(train_indices, train_count, seed=seed)
+    if num_replicas > 1:
+        train_sampler = DistributedEpochSampler(train_sampler, num_replicas, rank)
+    loaders.train = options.loader(train_aug, train_sampler)
     if len(valid_indices) == 0:
         loaders.valid = test
     else:

@@ -104,3 +104,41 @@ def split_indices(total: int, fraction: float, seed: int) -> tuple[torch.Tensor,
     count = max(1, int(fraction * total + 1e-9))
     order = torch.randperm(total, generator=seeded_generator(seed, "validation-split"))
     return order[count:].sort().values, order[:count].sort().values
+
+
+class DistributedEpochSampler(Sampler[int]):
+    """One rank's share of another sampler's epoch, the way ``DistributedSampler`` shares a dataset.
+
+    Every rank draws the same epoch order from ``(seed, epoch)`` (``sampler`` must be such a seeded
+    sampler, e.g. :class:`EpochSubsetSampler`), pads it by repeating its first indices to a multiple
+    of ``num_replicas`` so that all ranks run the same number of steps (DDP needs every rank in every
+    all-reduce), and takes every ``num_replicas``-th index starting at ``rank``. Together the ranks see
+    the whole epoch. :meth:`set_epoch` re-seeds the epoch, as with ``DistributedSampler``.
+
+    Args:
+        sampler: the single-process sampler whose order is shared.
+        num_replicas: processes in the job.
+        rank: this process's rank.
+    """
+
+    def __init__(self, sampler: Sampler[int], num_replicas: int, rank: int) -> None:
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside [0, num_replicas={num_replicas})")
+        self.sampler = sampler
+        self.num_replicas = num_replicas
+        self.rank = rank
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose (shared) order the next iteration splits."""
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(iter(self.sampler))
+        if order:
+            padding = len(self) * self.num_replicas - len(order)
+            order += (order * (padding // len(order) + 1))[:padding]
+        return iter(order[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.num_replicas)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
+from distiller.distributed.rng import same_on_all_ranks
 from distiller.errors import ConfigError
 from distiller.graph.coupling import ChannelGroup
 
@@ -39,7 +40,8 @@ def channels_to_prune(
     if count <= 0:
         return []
     if criterion == "random":
-        return sorted(torch.randperm(group.num_channels, generator=generator)[:count].tolist())
+        order = same_on_all_ranks(torch.randperm(group.num_channels, generator=generator))  # rank 0's order
+        return sorted(order[:count].tolist())
     scores = group.importance(tensors, p=1.0 if criterion == "l1" else 2.0, reduce=reduce, roles=roles)
     return sorted(torch.argsort(scores, stable=True)[:count].tolist())
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import torch
 
+from distiller.distributed.rng import same_on_all_ranks
 from distiller.pruning.base import register_pruner
 from distiller.pruning.ranked import CannotRankYet, RankedStructurePruner
 
@@ -54,7 +55,8 @@ class RandomRankedFilterPruner(FilterRankedPruner):
     """Prune a random choice of filters: the sanity baseline for the ranking criteria."""
 
     def scores(self, param, param_name, meta):
-        return torch.rand(param.shape[0], generator=self.generator)
+        # drawn on rank 0 in a distributed run, so every rank prunes the same filters
+        return same_on_all_ranks(torch.rand(param.shape[0], generator=self.generator))
 
 
 @register_pruner
@@ -74,7 +76,7 @@ class BernoulliFilterPruner(FilterRankedPruner):
         keep = torch.bernoulli(torch.full((n,), 1.0 - fraction), generator=self.generator)
         if keep.sum() == 0 and fraction < 1:
             keep[torch.randint(n, (1,), generator=self.generator)] = 1.0
-        return keep
+        return same_on_all_ranks(keep)  # rank 0's coin flips on every rank
 
     def mask_from_keep_map(self, keep, param):
         mask = super().mask_from_keep_map(keep, param)

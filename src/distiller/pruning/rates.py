@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
+from distiller.distributed.rng import same_on_all_ranks
 from distiller.errors import ConfigError, ScheduleError
 
 __all__ = [
@@ -98,9 +99,10 @@ def baidu_threshold(
 
 def random_level(lo: float, hi: float, generator: torch.Generator | random.Random | None = None) -> float:
     """A level drawn uniformly from ``[lo, hi]`` (the original's ``RandomLevelStructureParameterPruner``)."""
+    # In a distributed run every rank takes rank 0's level (see distiller.distributed.rng).
     if isinstance(generator, random.Random):
-        return generator.uniform(lo, hi)
-    u = torch.rand((), generator=generator).item()
+        return same_on_all_ranks(torch.tensor(generator.uniform(lo, hi), dtype=torch.float64)).item()
+    u = same_on_all_ranks(torch.rand((), generator=generator)).item()
     return lo + (hi - lo) * u
 
 

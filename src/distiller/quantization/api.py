@@ -26,18 +26,22 @@ def calibrate(
     *,
     device: str | torch.device = "cpu",
     save_path: str | os.PathLike | None = None,
+    across_ranks: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Calibration statistics of ``model`` under the module names the quantizer will use.
 
     The statistics are collected on a modularized copy (functional ops as modules), so that
     ``x + y`` in a ``forward`` gets an entry (``layer1.0.add``) like the original's explicit modules.
+    With ``across_ranks`` (a DDP job, every rank calling with its share of the calibration data) the
+    statistics of all ranks are merged (see :func:`~distiller.quantization.calibration.collect_quant_stats`).
     """
     from distiller.quantization.modularize import modularize
 
     work = copy.deepcopy(model).eval()
     with contextlib.suppress(GraphError):  # module-only quantization: statistics of the modules as they are
         work = modularize(work, example_input)
-    return collect_quant_stats(work, calibration_forward(calibration_loader, device), save_path=save_path)
+    run_forward = calibration_forward(calibration_loader, device)
+    return collect_quant_stats(work, run_forward, save_path=save_path, across_ranks=across_ranks)
 
 
 def quantizer_config_from_file(path: str | os.PathLike) -> dict[str, Any]:

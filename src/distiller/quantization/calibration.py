@@ -287,6 +287,10 @@ class _RunningStats:
         if self.shape is None:
             self.shape = str(tuple(shape))
 
+    def summary(self) -> tuple[float, ...]:
+        """These statistics in :func:`batch_summary` form, so another :class:`_RunningStats` can merge them."""
+        return (self.samples, self.numel, self.min, self.max, self.sum_min, self.sum_max, self.mean, self.m2)
+
     def merge_second(self, abs_dev: float, numel: int) -> None:
         """Second pass: add an :func:`abs_deviation_sum` computed around :attr:`mean`."""
         self.abs_dev += abs_dev
@@ -415,6 +419,57 @@ class QuantCalibrationStatsCollector(ActivationHooks):
         self._memo.clear()
         return self
 
+    def _slots(self) -> dict[tuple[str, int | None], _RunningStats]:
+        slots: dict[tuple[str, int | None], _RunningStats] = {}
+        for name, inputs in self._inputs.items():
+            slots.update({(name, index): stats for index, stats in inputs.items()})
+        slots.update({(name, None): stats for name, stats in self._outputs.items()})
+        return slots
+
+    def merge_across_ranks(self) -> None:
+        """Combine the current pass's statistics of every rank of a distributed job (no-op in one process).
+
+        Each rank calibrates on its share of the batches; the quantizer needs the statistics of all of
+        them, and every rank must quantize alike. After the first pass the ranks exchange their
+        extremes, sums, means and squared deviations and merge them in rank order (Chan's formula,
+        so every rank computes bit-identical results); the second pass then measures ``b`` around the
+        global mean and its sums are added up the same way. Call it on every rank, after each pass.
+        """
+        from distiller.distributed.collectives import all_gather_objects
+        from distiller.distributed.process_group import is_active
+
+        if not is_active():
+            return
+        slots = self._slots()
+        if self.second_pass:
+            local = {key: (s.abs_dev, s.numel2) for key, s in slots.items()}
+            totals: dict = {}
+            for part in all_gather_objects(local, what="calibration statistics (second pass)"):
+                for key, (abs_dev, numel) in part.items():
+                    acc = totals.setdefault(key, [0.0, 0])
+                    acc[0] += abs_dev
+                    acc[1] += numel
+            for key, stats in slots.items():
+                stats.abs_dev, stats.numel2 = totals.get(key, (0.0, 0))
+            return
+        local = {key: (s.summary(), s.shape) for key, s in slots.items()}
+        merged: dict[tuple[str, int | None], _RunningStats] = {}
+        shapes: dict[tuple[str, int | None], str | None] = {}
+        for part in all_gather_objects(local, what="calibration statistics (first pass)"):
+            for key, (summary, shape) in part.items():
+                stats = merged.setdefault(key, _RunningStats())
+                if summary[1]:  # a slot with no elements on that rank adds nothing
+                    stats.merge(summary, torch.Size())
+                if shapes.get(key) is None:
+                    shapes[key] = shape  # the first batch's shape, as a single process records it
+        for key, stats in merged.items():
+            stats.shape = shapes[key]
+        self._outputs = {name: merged[(name, None)] for name in self.modules if (name, None) in merged}
+        self._inputs = {name: {} for name in self.modules}
+        for (name, index), stats in merged.items():
+            if index is not None:
+                self._inputs[name][index] = stats
+
     def seen_any(self) -> bool:
         """Whether the first pass recorded anything."""
         return bool(self._outputs) or any(self._inputs.values())
@@ -475,6 +530,7 @@ def collect_quant_stats(
     *,
     classes: Sequence[type[nn.Module]] | None = None,
     save_path: str | os.PathLike | None = None,
+    across_ranks: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Collect quantization statistics of ``model``'s activations (two passes).
 
@@ -485,6 +541,10 @@ def collect_quant_stats(
             twice and must feed the same batches both times (a fixed subset, in a fixed order).
         classes: record only leaf modules of these types (default: every leaf except ``nn.Identity``).
         save_path: also write the statistics there (the ``acts_quantization_stats.yaml`` layout).
+        across_ranks: in a distributed (DDP) job, ``run_forward`` feeds this rank's share of the
+            calibration batches and the statistics are merged over all ranks after each pass
+            (:meth:`QuantCalibrationStatsCollector.merge_across_ranks`); every rank must call it.
+            Without a distributed job it changes nothing.
 
     Returns:
         ``{module name: {"inputs": {index: entry}, "output": entry}}`` in ``named_modules`` order, each
@@ -498,6 +558,8 @@ def collect_quant_stats(
     collector = QuantCalibrationStatsCollector(inner, classes=classes)
     with eval_mode(inner), torch.no_grad(), collector:
         run_forward(inner)
+        if across_ranks:
+            collector.merge_across_ranks()
         if not collector.seen_any():
             raise QuantizationError(
                 "Calibration saw no data: run_forward did not run any floating-point batch through the model. "
@@ -505,6 +567,8 @@ def collect_quant_stats(
             )
         collector.begin_second_pass()
         run_forward(inner)
+        if across_ranks:
+            collector.merge_across_ranks()
     mismatched = collector.pass_mismatches()
     if mismatched:
         warnings.warn(

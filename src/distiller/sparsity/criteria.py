@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from distiller.distributed.rng import same_on_all_ranks
 from distiller.errors import ConfigError
 from distiller.sparsity.granularity import NM, Granularity, NormSpec, granularity_from_name
 
@@ -114,9 +115,11 @@ def e_greedy_normal_noise(
     """
     if not epsilon:
         return scores
-    coin = torch.rand((), generator=generator).item()
+    # Rank 0's coin and noise on every rank of a distributed run, so the masks agree.
+    coin = same_on_all_ranks(torch.rand((), generator=generator)).item()
     if coin <= epsilon:
-        noise = torch.randn(scores.shape, generator=generator, dtype=scores.dtype).to(scores.device)
+        noise = same_on_all_ranks(torch.randn(scores.shape, generator=generator, dtype=scores.dtype))
+        noise = noise.to(scores.device)
         return scores * noise
     return scores
 
