@@ -51,6 +51,11 @@ def train(model: torch.nn.Module, loaders, epochs: int, seed: int) -> None:
     model.eval()
 
 
+def _mean(values) -> float | None:
+    values = list(values)
+    return statistics.mean(values) if values else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="plain20_cifar")
@@ -133,6 +138,8 @@ def main() -> None:
                 "reward_top1": result.best.top1,
                 "test_top1": test.top1,
                 "densities": dict(zip((s.layer for s in result.steps), result.best.densities)),
+                "mean_reward_top1_heatup": _mean(r.top1 for r in result.records if r.heatup),
+                "mean_reward_top1_last_20": _mean(r.top1 for r in result.records[-20:]),
                 "search_seconds": time.perf_counter() - t0,
                 "median_episode_seconds": statistics.median(r.seconds for r in result.records),
             }

@@ -1,14 +1,22 @@
 """stable-baselines3 agents for AMC (imported only when such an agent is asked for).
 
 The hyper-parameters follow the DDPG agent the original took from MIT HAN Lab's ``amc-release``
-where stable-baselines3 has the same knob: two hidden layers of 300 units, ``tau = 0.01``,
-``gamma = 1`` (an episode's only reward comes at its end and is not discounted), batches of 64, a
-replay buffer that holds the whole search, Gaussian exploration noise that starts at 0.5 (on the
-agent's ``[-1, 1]`` scale) and decays by 0.95 per episode after the heat-up, and rewards centred on
-a moving average (:class:`RewardBaseline`, HAN Lab's ``moving_alpha = 0.5``). During the heat-up
-(``learning_starts``) DDPG and TD3 act uniformly at random and only fill the buffer. PPO (the
-original's Coach "ClippedPPO") is on-policy and has no heat-up of its own: the search runs the heat-up
-episodes with a random policy before it, so every agent sees the same number of episodes.
+where stable-baselines3 has the same knob: two hidden layers of 300 units, ``tau = 0.01``, batches of
+64, a replay buffer that holds the whole search, Gaussian exploration noise that starts at 0.5 (on the
+agent's ``[-1, 1]`` scale) and decays by 0.95 per episode after the heat-up, and rewards centred on a
+moving average (:class:`RewardBaseline`, HAN Lab's ``moving_alpha = 0.5``).
+
+Credit assignment is HAN Lab's too: an episode's only reward comes at its end, and HAN Lab stores every
+transition of the episode with that final reward. Here :class:`ReturnToGoReplayBuffer` rewrites each
+stored transition's reward, when its episode ends, to the episode's return from that step on (the
+final reward, plus any intermediate ones), and the critic regresses on it directly (``gamma = 0``): a
+Monte-Carlo estimate of "how good did the episode turn out after this action", learned from the first
+update, instead of a bootstrapped estimate that needs many updates to carry the reward back over 10-50
+steps.
+
+During the heat-up (``learning_starts``) DDPG and TD3 act uniformly at random and only fill the buffer.
+PPO (the original's Coach "ClippedPPO") is on-policy and has no heat-up of its own: the search runs the
+heat-up episodes with a random policy before it, so every agent sees the same number of episodes.
 """
 
 from __future__ import annotations
@@ -18,10 +26,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from stable_baselines3 import DDPG, PPO, TD3
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 
-__all__ = ["DecayingGaussianNoise", "RewardBaseline", "StopAfterEpisodes", "build_sb3_agent"]
+__all__ = ["DecayingGaussianNoise", "ReturnToGoReplayBuffer", "RewardBaseline", "StopAfterEpisodes", "build_sb3_agent"]
 
 
 class DecayingGaussianNoise(ActionNoise):
@@ -41,6 +50,28 @@ class DecayingGaussianNoise(ActionNoise):
         self.episodes += 1
         if self.episodes > self.hold:
             self.sigma *= self.decay
+
+
+class ReturnToGoReplayBuffer(ReplayBuffer):
+    """A replay buffer (one environment) whose transitions carry their episode's return-to-go (undiscounted).
+
+    Rewards are rewritten when the episode's last transition arrives; stable-baselines3 trains at the end
+    of each episode (``train_freq=(1, "episode")``), so no transition is sampled before its return is known.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._episode: list[int] = []
+
+    def add(self, obs, next_obs, action, reward, done, infos) -> None:  # noqa: ANN001 - SB3's signature
+        self._episode.append(self.pos)
+        super().add(obs, next_obs, action, reward, done, infos)
+        if bool(np.asarray(done).reshape(-1)[0]):
+            total = 0.0
+            for pos in reversed(self._episode):
+                total += float(self.rewards[pos, 0])
+                self.rewards[pos, 0] = total
+            self._episode = []
 
 
 class RewardBaseline(gym.Wrapper):
@@ -93,10 +124,11 @@ def build_sb3_agent(
             learning_starts=heatup_episodes * steps_per_episode,
             batch_size=64,
             tau=0.01,
-            gamma=1.0,
+            gamma=0.0,  # the buffer's rewards are already the returns (see the module docstring)
             train_freq=(1, "episode"),
             gradient_steps=-1,
             action_noise=noise,
+            replay_buffer_class=ReturnToGoReplayBuffer,
             policy_kwargs={"net_arch": [300, 300]},
             seed=seed,
             device="cpu",
