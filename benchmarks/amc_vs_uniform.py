@@ -144,18 +144,23 @@ def main() -> None:
                 "median_episode_seconds": statistics.median(r.seconds for r in result.records),
             }
         )
+        write(report, uniforms, args.method, started, Path(args.out))  # after every seed: a partial run keeps its seeds
+    print(json.dumps(report, indent=2))
+
+
+def write(report: dict, uniforms: dict, method: str, started: float, out: Path) -> None:
     mean = statistics.mean(r["test_top1"] for r in report["amc"])
     report["amc_mean_test_top1"] = mean
-    for method, uniform in uniforms.items():
-        report[f"amc_minus_uniform_{method}_test_top1"] = mean - uniform["test_top1"]
+    for name, uniform in uniforms.items():
+        report[f"amc_minus_uniform_{name}_test_top1"] = mean - uniform["test_top1"]
     report["amc_beats_uniform_l1"] = mean > uniforms["l1-rank"]["test_top1"]
-    report["amc_beats_uniform_same_method"] = mean > uniforms[args.method]["test_top1"]
+    report["amc_beats_uniform_same_method"] = mean > uniforms[method]["test_top1"]
     report["total_seconds"] = time.perf_counter() - started
     report["threads"] = torch.get_num_threads()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
