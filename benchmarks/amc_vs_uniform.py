@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,20 @@ def train(model: torch.nn.Module, loaders, epochs: int, seed: int) -> None:
             torch.nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
     model.eval()
+
+
+def progress_printer(seed: int):
+    """A per-episode line on stderr: long searches show where they are."""
+
+    def show(record, _outcome) -> None:
+        print(
+            f"seed {seed} episode {record.episode}: top1 {record.top1:.2f} MACs {record.normalized_macs:.3f} "
+            f"({record.seconds:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
 
 
 def _mean(values) -> float | None:
@@ -127,7 +142,12 @@ def main() -> None:
         env = AMCEnv(model, reward_set, config)
         t0 = time.perf_counter()
         result = amc_search(
-            env, algorithm=args.algo, heatup_episodes=args.heatup, training_episodes=args.episodes, seed=seed
+            env,
+            algorithm=args.algo,
+            heatup_episodes=args.heatup,
+            training_episodes=args.episodes,
+            seed=seed,
+            on_episode=progress_printer(seed),
         )
         test = evaluate_batches(result.best_model, test_set)
         report["amc"].append(
