@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +52,8 @@ from distiller.apps.loops import evaluate
 from distiller.export import export_img_classifier_to_onnx
 from distiller.export.onnx_runtime import OnnxRuntimeModel, optimized_op_types, quantize_static_onnx
 from distiller.models import create_model
+from distiller.pipeline.int8 import INT8_PTQ_CONFIG
+from distiller.pipeline.latency import cpu_cores, time_blocks
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CIFAR10_DIR = SHARED_DATA / "cifar10"
@@ -62,15 +62,8 @@ MODELS = ("resnet20_cifar", "resnet50", "mobilenet_v2")
 VARIANTS = ("torch_fp32", "ort_fp32", "ort_int8", "ours_int8")
 
 # Distiller's post-training quantization matching the baseline: 8-bit, per-channel symmetric int8 weights,
-# asymmetric uint8 activations, min/max ranges (PostTrainLinearQuantizer's arguments).
-OURS_CONFIG = {
-    "bits_activations": 8,
-    "bits_parameters": 8,
-    "bits_accum": 32,
-    "mode": {"activations": "asymmetric_unsigned", "weights": "symmetric"},
-    "per_channel_wts": True,
-    "clip_acts": "none",
-}
+# asymmetric uint8 activations, min/max ranges (the settings of `distiller pipeline`).
+OURS_CONFIG = INT8_PTQ_CONFIG
 
 
 def ours_int8_onnx(model: nn.Module, calib_batches: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> Path:
@@ -80,13 +73,6 @@ def ours_int8_onnx(model: nn.Module, calib_batches: list[tuple[torch.Tensor, tor
 
     quantized = quantize(model, OURS_CONFIG, calib_batches)  # a quantized copy
     return export_onnx(quantized, path, calib_batches[0][0][:1])
-
-
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def build(name: str, args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int, int], str]:
@@ -141,22 +127,6 @@ def random_calibration(shape: tuple[int, ...], args: argparse.Namespace) -> list
         (torch.randn(args.calib_batch_size, *shape, generator=generator), torch.zeros(args.calib_batch_size).long())
         for _ in range(args.calib_batches)
     ]
-
-
-def time_blocks(runners: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
-    """Median milliseconds of each runner, timed in its own block (see the module docstring)."""
-    result = {}
-    for name, run in runners.items():
-        time.sleep(0.3)  # let the previous pool's spinning threads go idle
-        for _ in range(warmup):
-            run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        result[name] = statistics.median(times) * 1e3
-    return result
 
 
 def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:

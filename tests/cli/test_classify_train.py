@@ -52,6 +52,18 @@ def test_resume_is_bit_equal_to_uninterrupted_run(run_cli, tmp_path):
     assert full.result() == resumed.result()
 
 
+def test_resume_from_the_latest_link_of_the_same_out_dir(run_cli, tmp_path):
+    """The docs' `--resume-from logs/latest_log_dir/checkpoint.pth.tar` with `-o logs` again."""
+    logs = tmp_path / "logs"
+    train = run_cli("classify", *DIGITS, "--epochs", "1", "--etrs", "0.3", out_dir=logs)
+    assert train.code == 0, train.err
+    again = run_cli("classify", *DIGITS, "--evaluate", "--resume-from", logs / "latest_log_dir" / "checkpoint.pth.tar",
+                    out_dir=logs)
+    assert again.code == 0, again.err
+    assert again.result() == train.result()
+    assert (logs / "latest_log_dir").resolve() == again.log_dir().resolve()
+
+
 def test_evaluate_resumed_checkpoint_and_confusion(run_cli, tmp_path):
     train = run_cli("classify", *DIGITS, "--epochs", "2", out_dir=tmp_path / "t")
     run = run_cli("classify", *DIGITS, "--evaluate", "--confusion",

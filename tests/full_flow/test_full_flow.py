@@ -34,7 +34,8 @@ measured here, the original's figure, and what is asserted. Each test prints its
    measured: PTQ Top1 92.15  Top5 99.65, dense 91.75 on the 2,000-image subset; 29 s for both.
              On all 10,000 test images (not run by the test: ~110 s): PTQ 91.57 / 99.61 (dense 91.71 / 99.63)
    original: Top1 91.47  Top5 99.62 (10,000 test images)
-   asserted: |Top1 - 91.47| <= 1.0, Top1 >= dense Top1 - 1.0, Top5 >= 99.0; the quantized checkpoint is saved
+   asserted: 91.47 - 1.0 <= Top1 <= 91.47 + 1.5, Top1 >= dense Top1 - 1.0, Top5 >= 99.0; the quantized
+             checkpoint is saved
 
 3. preact_resnet20_cifar PACT (a4/w3), 2 epochs from scratch
    command:  -a preact_resnet20_cifar --epochs 2 -b 32 --lr 0.05 --wd 0.0002 --etrs 4500 --evs 500 --etes 2000
@@ -149,7 +150,7 @@ def test_resnet20_8bit_post_training_quantization_of_the_dense_checkpoint(run_cl
     top1, top5, _ = ptq.result()
     print(f"measured: PTQ Top1 {top1:.2f}  Top5 {top5:.2f}; dense Top1 {dense_top1:.2f}")
     assert "Test: 2000 samples" in ptq.out
-    assert abs(top1 - ORIGINAL_PTQ_TOP1) <= 1.0, ptq.out
+    assert ORIGINAL_PTQ_TOP1 - 1.0 <= top1 <= ORIGINAL_PTQ_TOP1 + 1.5, ptq.out  # a 2,000-image subset scores higher
     assert top1 >= dense_top1 - 1.0 and top5 >= 99.0, (dense.out, ptq.out)
     assert ptq.saved("quantized_checkpoint.pth.tar").exists()
 

@@ -136,7 +136,7 @@ def test_list_models() -> None:
     cifar = list_models("cifar10")
     assert "resnet20_cifar" in cifar and "resnet18" not in cifar
     assert "simplenet_mnist" in list_models("fashionmnist")
-    assert list_models("digits") == ["simplenet_digits"]
+    assert list_models("digits") == ["convnet_digits", "simplenet_digits"]
     assert "torchvision.vit_b_16" in list_models("imagenet")
     with pytest.raises(ConfigError):
         list_models("svhn")

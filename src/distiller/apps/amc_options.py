@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distiller.apps.search_modes import AMC, other_modes_in, reject_combinations
 from distiller.errors import ConfigError
 
 if TYPE_CHECKING:
     from distiller.amc.config import AMCConfig
     from distiller.apps.options import ClassifierOptions
 
-__all__ = ["AMCOptions", "check_amc_options", "read_amc_cfg", "reject_amc_combinations"]
+__all__ = ["AMCOptions", "check_amc_options", "read_amc_cfg"]
 
 
 @dataclass
@@ -110,39 +111,13 @@ def read_amc_cfg(path: str, arch: str) -> list[str] | None:
     return list(network)
 
 
-def reject_amc_combinations(given: list[str]) -> None:
-    """Fail when ``--amc`` is asked together with the modes in ``given`` (flag spellings).
-
-    Raises:
-        ConfigError: ``given`` is not empty.
-    """
-    if given:
-        raise ConfigError(
-            f"--amc does not combine with {', '.join(given)}: AMC is a mode of its own that searches for a smaller "
-            "network starting from the loaded model. Run it alone (with --resume-from or --pretrained for the "
-            "starting weights), then use the checkpoint or schedule it saves with the other mode."
-        )
-
-
 def check_amc_options(opts: ClassifierOptions) -> None:
     """Validate ``opts.amc`` and its combination with the other modes of ``opts``.
 
     Raises:
-        ConfigError: see :meth:`AMCOptions.validate` and :func:`reject_amc_combinations`.
+        ConfigError: see :meth:`AMCOptions.validate` and :func:`~distiller.apps.search_modes.reject_combinations`.
     """
     if not opts.amc.enabled:
         return
     opts.amc.validate()
-    others = {
-        "--evaluate": opts.evaluate,
-        "--compress": bool(opts.compress),
-        "--summary": bool(opts.summary),
-        "--onnx-model": opts.onnx_model is not None,
-        "--quantize-eval": opts.quant.quantize_eval,
-        "--qe-calibration": opts.quant.calibration is not None,
-        "--act-hist": opts.analysis.activation_histograms is not None,
-        "--sense": opts.analysis.sensitivity is not None,
-        "--greedy": getattr(getattr(opts, "greedy", None), "enabled", False),
-        "--kd-teacher": bool(opts.kd_teacher),
-    }
-    reject_amc_combinations([flag for flag, on in others.items() if on])
+    reject_combinations(AMC, other_modes_in(opts, AMC))

@@ -40,11 +40,11 @@ from distiller.apps.ptq import (
     resume_quantized,
 )
 from distiller.apps.reports import export_onnx_file, run_summary
+from distiller.apps.run_data import load_run_data, model_dataset
 from distiller.apps.sensitivity_mode import sensitivity_analysis
 from distiller.checkpoint import build_checkpoint, load_checkpoint, load_lean_checkpoint, save_checkpoint
 from distiller.checkpoint.save import atomic_save
 from distiller.config import file_config
-from distiller.data import load_data
 from distiller.determinism import derive_seed, seed_everything, set_deterministic
 from distiller.distillation import build_kd_policy, create_teacher
 from distiller.distributed.process_group import current as distributed_context
@@ -113,10 +113,9 @@ class ClassifierApp:
             set_deterministic(True)
         seed_everything(self.seed)
         self.dataset = opts.dataset or dataset_for_arch(opts.arch)
-        model_dataset = None if self.dataset == "fake" else self.dataset
         self.model: nn.Module = create_model(
             opts.arch,
-            model_dataset,
+            model_dataset(self.dataset),
             pretrained=opts.pretrained or bool(opts.pretrained_weights),
             weights_path=opts.pretrained_weights,
             device=self.device,
@@ -306,21 +305,13 @@ class ClassifierApp:
         self.saved.extend(p for p in acts.save(self.run_dir, phase) if p not in self.saved)
 
     def _data(self, test_only: bool):
-        o = self.opts
-        shape = tuple(self.model.input_shape) if self.dataset == "fake" else None
-        return load_data(
+        return load_run_data(
+            self.opts,
             self.dataset,
-            o.data_dir,
-            batch_size=process_batch_size(o.batch_size, self.dist),
-            workers=o.workers,
-            validation_split=o.validation_split,
-            effective_train_size=o.effective_train_size,
-            effective_valid_size=o.effective_valid_size,
-            effective_test_size=o.effective_test_size,
+            self.model,
+            batch_size=process_batch_size(self.opts.batch_size, self.dist),
             deterministic=self.deterministic,
             seed=self.seed,
-            input_shape=shape,
-            num_classes=getattr(self.model, "num_classes", None) if shape else None,
             test_only=test_only,
             **sampler_kwargs(self.dist),
         )

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from distiller.apps.search_modes import GREEDY, other_modes_in, reject_combinations
 from distiller.errors import ConfigError
 
 if TYPE_CHECKING:
     from distiller.apps.options import ClassifierOptions
 
-__all__ = ["GreedyOptions", "check_greedy_options", "reject_greedy_combinations"]
+__all__ = ["GreedyOptions", "check_greedy_options"]
 
 
 @dataclass
@@ -49,39 +50,13 @@ class GreedyOptions:
             )
 
 
-def reject_greedy_combinations(given: list[str]) -> None:
-    """Fail when ``--greedy`` is asked together with the modes in ``given`` (flag spellings).
-
-    Raises:
-        ConfigError: ``given`` is not empty.
-    """
-    if given:
-        raise ConfigError(
-            f"--greedy does not combine with {', '.join(given)}: greedy pruning is a mode of its own that searches "
-            "for a smaller network starting from the loaded model. Run it alone (with --resume-from or --pretrained "
-            "for the starting weights), then use the checkpoint it saves with the other mode."
-        )
-
-
 def check_greedy_options(opts: ClassifierOptions) -> None:
     """Validate ``opts.greedy`` and its combination with the other modes of ``opts``.
 
     Raises:
-        ConfigError: see :meth:`GreedyOptions.validate` and :func:`reject_greedy_combinations`.
+        ConfigError: see :meth:`GreedyOptions.validate` and :func:`~distiller.apps.search_modes.reject_combinations`.
     """
     if not opts.greedy.enabled:
         return
     opts.greedy.validate()
-    others = {
-        "--evaluate": opts.evaluate,
-        "--compress": bool(opts.compress),
-        "--summary": bool(opts.summary),
-        "--onnx-model": opts.onnx_model is not None,
-        "--quantize-eval": opts.quant.quantize_eval,
-        "--qe-calibration": opts.quant.calibration is not None,
-        "--act-hist": opts.analysis.activation_histograms is not None,
-        "--sense": opts.analysis.sensitivity is not None,
-        "--kd-teacher": bool(opts.kd_teacher),
-        "--amc": bool(getattr(getattr(opts, "amc", None), "enabled", False)),
-    }
-    reject_greedy_combinations([flag for flag, on in others.items() if on])
+    reject_combinations(GREEDY, other_modes_in(opts, GREEDY))

@@ -6,6 +6,7 @@ can always be traced back to the exact command, code version and library version
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import platform
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
+
+LATEST_LINK = "latest_log_dir"
 
 
 def create_run_dir(out_dir: str | Path, name: str | None = None) -> Path:
@@ -32,7 +35,7 @@ def create_run_dir(out_dir: str | Path, name: str | None = None) -> Path:
         suffix += 1
         run_dir = out / f"{base}_{suffix}"
     run_dir.mkdir()
-    link = out / "latest_log_dir"
+    link = out / LATEST_LINK
     try:
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -40,6 +43,26 @@ def create_run_dir(out_dir: str | Path, name: str | None = None) -> Path:
     except OSError:  # file systems without symlinks: the link is a convenience only
         pass
     return run_dir
+
+
+def resolve_latest_links(args: argparse.Namespace) -> None:
+    """Resolve the command-line paths that go through a ``latest_log_dir`` link, in place.
+
+    ``--resume-from logs/latest_log_dir/checkpoint.pth.tar`` names the run that was the latest when
+    the command was typed; a new run in the same out-dir moves the link to itself before it reads
+    its inputs, so such paths are resolved to their targets first.
+    """
+    for key, value in vars(args).items():
+        if isinstance(value, str):
+            setattr(args, key, _through_latest_link(value))
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            setattr(args, key, [_through_latest_link(item) for item in value])
+
+
+def _through_latest_link(value: str) -> str:
+    if LATEST_LINK in Path(value).parts and os.path.lexists(value):
+        return os.path.realpath(value)
+    return value
 
 
 def _git_state(repo: Path) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from distiller.apps.amc_options import AMCOptions, reject_amc_combinations
+from distiller.apps.amc_options import AMCOptions
+from distiller.apps.search_modes import AMC
+from distiller.cli.search_mode_args import reject_other_modes
 
 __all__ = ["add_amc_args", "amc_options_from_args"]
 
@@ -12,20 +14,6 @@ PROTOCOLS = ["mac-constrained", "accuracy-guaranteed", "punish-agent", "harmonic
 PRUNE_PATTERNS = ["filters", "channels"]
 PRUNE_METHODS = ["l1-rank", "stochastic-l1-rank", "fm-reconstruction"]
 AGENT_ALGOS = ["ClippedPPO-continuous", "TD3", "DDPG", "Random-policy"]
-
-# Flags whose modes run instead of (or clash with) --amc: (flag, namespace attribute).
-_EXCLUSIVE = (
-    ("--evaluate", "evaluate"),
-    ("--compress", "compress"),
-    ("--summary", "summary"),
-    ("--onnx-model", "onnx_model"),
-    ("--quantize-eval", "quantize_eval"),
-    ("--qe-calibration", "qe_calibration"),
-    ("--act-hist", "activation_histograms"),
-    ("--sense", "sensitivity"),
-    ("--greedy", "greedy"),
-    ("--kd-teacher", "kd_teacher"),
-)
 
 
 def add_amc_args(parser: argparse.ArgumentParser) -> None:
@@ -98,10 +86,5 @@ def amc_options_from_args(args: argparse.Namespace) -> AMCOptions:
     )
     if opts.enabled:
         opts.validate()  # also spells --amc-agent-algo canonically (any case and the original's names are accepted)
-        reject_amc_combinations([flag for flag, attr in _EXCLUSIVE if _given(getattr(args, attr, None))])
+        reject_other_modes(args, AMC)
     return opts
-
-
-def _given(value: object) -> bool:
-    """Whether a flag was given: a count or fraction of 0 is given, an absent flag is None/False/empty."""
-    return value is not None and value is not False and value != "" and value != []

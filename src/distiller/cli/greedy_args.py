@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from distiller.apps.greedy_options import GreedyOptions, reject_greedy_combinations
+from distiller.apps.greedy_options import GreedyOptions
+from distiller.apps.search_modes import GREEDY
+from distiller.cli.search_mode_args import reject_other_modes
 
 __all__ = ["add_greedy_args", "greedy_options_from_args"]
 
 FINETUNING_POLICIES = ["constant", "linear-grow"]
-
-# Flags whose modes run instead of (or clash with) --greedy: (flag, namespace attribute).
-_EXCLUSIVE = (
-    ("--evaluate", "evaluate"),
-    ("--compress", "compress"),
-    ("--summary", "summary"),
-    ("--onnx-model", "onnx_model"),
-    ("--quantize-eval", "quantize_eval"),
-    ("--qe-calibration", "qe_calibration"),
-    ("--act-hist", "activation_histograms"),
-    ("--sense", "sensitivity"),
-    ("--kd-teacher", "kd_teacher"),
-    ("--amc", "amc"),
-)
 
 
 def add_greedy_args(parser: argparse.ArgumentParser) -> None:
@@ -57,10 +45,5 @@ def greedy_options_from_args(args: argparse.Namespace) -> GreedyOptions:
     )
     if opts.enabled:
         opts.validate()
-        reject_greedy_combinations([flag for flag, attr in _EXCLUSIVE if _given(getattr(args, attr, None))])
+        reject_other_modes(args, GREEDY)
     return opts
-
-
-def _given(value: object) -> bool:
-    """Whether a flag was given: a count or fraction of 0 is given, an absent flag is None/False/empty."""
-    return value is not None and value is not False and value != "" and value != []

@@ -11,18 +11,31 @@ import os
 import sys
 
 import distiller
+from distiller.apps.run_dir import resolve_latest_links
 from distiller.cli import (
     classify,
+    completion_cmd,
     inspect_cmd,
     list_cmd,
     lottery_cmd,
     oneshot_cmds,
+    pipeline_cmd,
     sensitivity_schedule_cmd,
     validate_cmd,
 )
 from distiller.errors import DistillerError
 
-SUBCOMMANDS = (classify, validate_cmd, inspect_cmd, list_cmd, lottery_cmd, sensitivity_schedule_cmd, oneshot_cmds)
+SUBCOMMANDS = (
+    classify,
+    validate_cmd,
+    inspect_cmd,
+    list_cmd,
+    lottery_cmd,
+    sensitivity_schedule_cmd,
+    oneshot_cmds,
+    completion_cmd,
+    pipeline_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_guarded(handler, args: argparse.Namespace, argv: list[str], debug: bool) -> int:
     """Run a command; turn user errors into a message and an exit status instead of a traceback."""
+    resolve_latest_links(args)  # before the run moves `latest_log_dir`
     try:
         return handler(args, argv)
     except DistillerError as err:

@@ -1,6 +1,6 @@
 """``distiller lottery imp`` wiring: model, data, optimizer and files of an IMP run.
 
-The app's builders are reused as they are (``create_model``, ``load_data``, ``build_optimizer``,
+The app's builders are reused as they are (``create_model``, ``load_run_data``, ``build_optimizer``,
 the determinism helpers), so an IMP run trains exactly like ``distiller classify`` with the same
 flags. Every file goes under the run's log dir (DESIGN §7):
 
@@ -28,9 +28,9 @@ from torch import nn
 from distiller.apps.classifier import select_device
 from distiller.apps.optimizers import build_optimizer
 from distiller.apps.options import ClassifierOptions
+from distiller.apps.run_data import load_run_data, model_dataset
 from distiller.checkpoint import build_checkpoint
 from distiller.checkpoint.save import atomic_save
-from distiller.data import load_data
 from distiller.determinism import seed_everything, set_deterministic
 from distiller.fileio import atomic_output
 from distiller.lottery.imp import IMPConfig, IMPResult, RoundRecord, Snapshot, TrainingSetup, run_imp
@@ -131,22 +131,8 @@ class _Saver:
 
 def _setup(opts: IMPOptions, dataset: str, seed: int, deterministic: bool) -> TrainingSetup:
     device = select_device(ClassifierOptions(cpu=opts.cpu, gpus=opts.gpus))
-    model = create_model(opts.arch, None if dataset == "fake" else dataset, device=device)
-    shape = tuple(model.input_shape) if dataset == "fake" else None
-    loaders = load_data(
-        dataset,
-        opts.data_dir,
-        batch_size=opts.batch_size,
-        workers=opts.workers,
-        validation_split=opts.validation_split,
-        effective_train_size=opts.effective_train_size,
-        effective_valid_size=opts.effective_valid_size,
-        effective_test_size=opts.effective_test_size,
-        deterministic=deterministic,
-        seed=seed,
-        input_shape=shape,
-        num_classes=getattr(model, "num_classes", None) if shape else None,
-    )
+    model = create_model(opts.arch, model_dataset(dataset), device=device)
+    loaders = load_run_data(opts, dataset, model, batch_size=opts.batch_size, deterministic=deterministic, seed=seed)
 
     def make_optimizer(m: nn.Module):
         return build_optimizer(opts.optimizer, m.parameters(), opts.lr, opts.momentum, opts.weight_decay)
