@@ -108,3 +108,16 @@ def test_thinned_checkpoint_rebuilds_the_thinned_model(digits_run):
     load_checkpoint(run.saved("thinned.pth.tar"), model)
     assert sum(p.numel() for p in model.parameters()) == report["rows"][1]["params"]
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_int8_checkpoint_resumes_as_the_quantized_thinned_model(digits_run, tmp_path):
+    """`--resume-from int8.pth.tar`: the float model is thinned first, then its quantizer is rebuilt."""
+    from distiller.cli.main import main
+
+    run, report = digits_run
+    argv = ["classify", "-a", "convnet_digits", "--dataset", "digits", "-j", "0", "--evaluate"]
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main([*argv, "--resume-from", str(run.saved("int8.pth.tar")), "-o", str(tmp_path)])
+    again = CliRun(code, out.getvalue(), err.getvalue())
+    assert again.code == 0, again.out + again.err
+    assert again.result()[0] == pytest.approx(report["rows"][2]["top1"]["torch_int8_sim"], abs=1e-3)

@@ -148,10 +148,14 @@ class ClassifierApp:
     def _load_weights(self) -> None:
         o = self.opts
         if o.resume_from:
-            self.model = resume_quantized(o.resume_from, self.model)
+            quantized = resume_quantized(o.resume_from, self.model)
+            if quantized is not None:
+                self.model = quantized
             if self._resume_after_qat_start(o.resume_from):
                 return
-            loaded = load_checkpoint(o.resume_from, self.model, device=self.device)
+            loaded = load_checkpoint(
+                o.resume_from, self.model, device=self.device, already_thinned=quantized is not None
+            )
             if loaded.scheduler_state:
                 # Masks always carry over; policy state (LR, pruner statistics) only when continuing the run.
                 state = loaded.scheduler_state

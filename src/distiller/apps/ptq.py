@@ -198,15 +198,21 @@ def _run_lapq(app: ClassifierApp, quantizer: PostTrainLinearQuantizer, example: 
     return model
 
 
-def resume_quantized(path: str, model: torch.nn.Module) -> torch.nn.Module:
-    """``--resume-from`` a quantized checkpoint: the quantized model it describes (else ``model``)."""
+def resume_quantized(path: str, model: torch.nn.Module) -> torch.nn.Module | None:
+    """``--resume-from`` a quantized checkpoint: the quantized model it describes (else None).
+
+    The float ``model`` first takes the checkpoint's thinned shapes (a thinned model quantized later),
+    so the returned model's weights load with ``load_checkpoint(..., already_thinned=True)``.
+    """
+    from distiller.checkpoint import replay_checkpoint_thinning
     from distiller.checkpoint.read import read_checkpoint
     from distiller.quantization.api import rebuild_quantized_model
 
     metadata = read_checkpoint(path).get("quantizer_metadata")
     if not metadata or metadata.get("type") != "PostTrainLinearQuantizer":
-        return model
+        return None
     log.info("%s holds a post-training quantized model: rebuilding its quantizer", path)
+    replay_checkpoint_thinning(path, model)
     if metadata.get("pytorch_convert"):
         log.warning("The checkpoint was converted with --qe-convert-pytorch; it is loaded as the simulated model")
     return rebuild_quantized_model(model, metadata)

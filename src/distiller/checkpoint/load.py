@@ -188,7 +188,12 @@ def _move_masks(sched: dict[str, Any] | None, device: torch.device) -> dict[str,
 
 
 def load_checkpoint(
-    path: str | os.PathLike, model: nn.Module, *, device: str | torch.device = "cpu", strict: bool = True
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+    already_thinned: bool = False,
 ) -> LoadedCheckpoint:
     """Restore a checkpoint into ``model`` (in place) and return everything else it holds.
 
@@ -198,6 +203,9 @@ def load_checkpoint(
     returned for the caller to restore into the objects it builds. Original Distiller checkpoints
     lack BN ``num_batches_tracked``; the model keeps its own.
 
+    With ``already_thinned`` the thinning plans and decompositions are not replayed: ``model`` has
+    the checkpoint's shapes already (see :func:`replay_checkpoint_thinning`, used before a quantized model is rebuilt).
+
     Raises:
         CheckpointError: unreadable or unsafe file, other architecture, thinning plan or weights
             that do not fit (shape mismatches always; missing/unexpected keys with ``strict``).
@@ -205,7 +213,10 @@ def load_checkpoint(
     path = Path(path)
     ckpt = read_checkpoint(path)
     _check_arch(path, ckpt, model)
-    plans = _replay_thinning(path, ckpt, model)
+    if already_thinned:
+        plans = [ThinningPlan.from_dict(data) for data in ckpt["thinning_plans"]]
+    else:
+        plans = _replay_thinning(path, ckpt, model)
     missing, unexpected = _load_state_dict(path, ckpt["state_dict"], model, strict)
     device = torch.device(device)
     model.to(device)
@@ -227,6 +238,18 @@ def load_checkpoint(
         missing_keys=missing,
         unexpected_keys=unexpected,
     )
+
+
+def replay_checkpoint_thinning(path: str | os.PathLike, model: nn.Module) -> None:
+    """Give the float ``model`` the checkpoint's thinned (and factorized) shapes, in place.
+
+    A quantized checkpoint of a thinned model is rebuilt from the float model, so the thinning comes
+    first; :func:`load_checkpoint` is then called with ``already_thinned=True``.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    _check_arch(path, ckpt, model)
+    _replay_thinning(path, ckpt, model)
 
 
 def load_lean_checkpoint(
